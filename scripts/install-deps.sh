@@ -1,0 +1,39 @@
+#!/bin/sh
+# Installs the Debian 12 packages twostep needs to build, test and run; installs only what is
+# missing, so it is cheap to call on every build. Usage: scripts/install-deps.sh [build|test|runtime]
+set -eu
+profile=${1:-test}
+
+build="cmake g++ make pkg-config ca-certificates libpoco-dev libssl-dev liboath-dev libsqlitecpp-dev
+  libsqlite3-dev nlohmann-json3-dev libqrencode-dev libsimdjson-dev prometheus-cpp-dev libpqxx-dev"
+# Real peers the tests start: oathtool (an independent TOTP), zbarimg (decodes our QR PNGs),
+# openssl (certificates), sqlite3 (integrity checks), curl (the walk-through), clang (fuzzers),
+# wrk (short load runs), postgresql (the second store backend).
+test="$build catch2 oathtool zbar-tools openssl sqlite3 curl python3 clang libclang-rt-14-dev wrk
+  postgresql procps"
+runtime="libpocofoundation80 libpoconet80 libpoconetssl80 libpocoutil80 libpococrypto80 libssl3
+  liboath0 libsqlite3-0 libqrencode4 libsimdjson14 libprometheus-cpp-core1.0
+  libpqxx-6.4 ca-certificates"
+
+case $profile in
+  build) want=$build ;;
+  test) want=$test ;;
+  runtime) want=$runtime ;;
+  *) echo "usage: $0 [build|test|runtime]" >&2; exit 2 ;;
+esac
+
+missing=""
+for pkg in $want; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing="$missing $pkg"
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing Debian packages:$missing; run this script as root (or install them with apt-get)" >&2
+  exit 1
+fi
+echo "installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086 # word splitting of the package list is intended
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test: the README's test command and CI's.
+# Usage: scripts/test.sh [--no-asan]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+asan=1
+[[ ${1:-} == --no-asan ]] && asan=0
+
+scripts/install-deps.sh test
+
+# Warnings are errors in this build (preset "ci"); every test runs through ctest.
+cmake --workflow --preset ci
+
+if (( asan )); then
+  # The same suite under AddressSanitizer and UndefinedBehaviorSanitizer.
+  cmake --workflow --preset asan
+fi
+echo "all tests passed"

@@ -1,0 +1,43 @@
+/// What the policy answers for one review: allowed or not, a stable reason, a message for people.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace twostep::core {
+
+/// Stable reason ids: they appear in audit rows, auditAnnotations, logs and metric labels, so
+/// never rename one.
+enum class Reason {
+    Exempt,             ///< user or group on an exemption list
+    DryRun,             ///< request.dryRun: nothing persists
+    NotProtected,       ///< nothing to check (e.g. a Namespace UPDATE that keeps enforcement on)
+    NotEnrolled,        ///< unknown user, --unenrolled=deny
+    UnenrolledAllowed,  ///< unknown user, --unenrolled=allow
+    Pending,            ///< enrolled but not yet confirmed
+    Disabled,           ///< disabled by an admin
+    LockedOut,          ///< too many recent failures
+    Grant,              ///< allowed inside an open grant
+    NeedsGrant,         ///< DELETE or CONNECT outside a grant
+    MissingCode,        ///< no token annotation
+    MalformedCode,      ///< annotation present but not a code of the user's length
+    WrongCode,          ///< no match in the window
+    Replayed,           ///< matched a step not newer than the last accepted one
+    Verified,           ///< a valid, unused TOTP code
+    RecoveryCode,       ///< a valid, unused recovery code (now consumed)
+    Unlocked,           ///< an unlock review opened a grant
+    InternalError,      ///< the store or a key failed: fail closed
+};
+
+/// The snake_case id, e.g. "wrong_code".
+std::string_view toString(Reason reason);
+
+struct Decision {
+    bool allowed = false;
+    Reason reason = Reason::InternalError;
+    std::string message;                ///< for people: what was wrong and what to do
+    std::vector<std::string> warnings;  ///< each under 120 characters (API server limit)
+};
+
+}  // namespace twostep::core

@@ -1,0 +1,70 @@
+/// The decision flow of design §3: exemptions, dry run, enrolment state, lockout, grants, code
+/// verification with replay protection, recovery codes and the audit record. No HTTP in here.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/AdmissionReview.hpp"
+#include "core/Clock.hpp"
+#include "core/Decision.hpp"
+#include "core/MasterKey.hpp"
+#include "core/Store.hpp"
+
+namespace twostep::core {
+
+enum class UnenrolledPolicy { Deny, Allow };
+
+struct PolicyConfig {
+    ReviewFields fields;
+    int window = 1;  ///< ±steps accepted around now
+    /// Globs (`*` matches any run of characters) on request.userInfo.username.
+    std::vector<std::string> exemptUsers = {"system:serviceaccount:*", "system:node:*",
+                                            "system:kube-*", "system:apiserver"};
+    /// Exact or glob group names.
+    std::vector<std::string> exemptGroups = {"system:nodes"};
+    UnenrolledPolicy unenrolled = UnenrolledPolicy::Deny;
+    LockoutPolicy lockout;
+    Seconds grantTtl = 0;       ///< grant opened after each verified change (0: none)
+    Seconds grantMaxTtl = 900;  ///< upper bound of an unlock grant
+    std::string enforceValue = "enabled";  ///< the enforcement label's value that means "on"
+};
+
+/// `*` glob match (no other metacharacters).
+bool globMatch(std::string_view pattern, std::string_view text);
+
+enum class Endpoint { Validate, Mutate };
+
+/// The answer to one HTTP body.
+struct ReviewOutcome {
+    int httpStatus = 200;
+    std::string body;             ///< AdmissionReview response, or a short reason on 4xx
+    std::optional<Decision> decision;  ///< absent on 4xx
+    std::optional<AuditEvent> record;  ///< who/what/decision, for the log line (also on exempt)
+};
+
+/// Turns AdmissionReview bodies into responses. Thread-safe: holds only references to
+/// thread-safe services and immutable configuration.
+class Reviewer {
+public:
+    Reviewer(Store& store, const Sealer& sealer, const Clock& clock, PolicyConfig config);
+
+    /// Never throws: a store or key failure becomes a deny with reason internal_error (fail
+    /// closed), with the uid echoed when it was read.
+    ReviewOutcome review(std::string_view body, Endpoint endpoint) const noexcept;
+
+    /// The decision for a parsed request (exposed for tests). May throw StoreError/KeyError.
+    Decision decide(const ReviewRequest& request) const;
+
+    const PolicyConfig& config() const { return config_; }
+
+private:
+    Store& store_;
+    const Sealer& sealer_;
+    const Clock& clock_;
+    PolicyConfig config_;
+};
+
+}  // namespace twostep::core

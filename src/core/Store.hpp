@@ -1,0 +1,167 @@
+/// The store interface: users, replay state, lockouts, grants, recovery codes and the audit log.
+/// SqliteStore implements it (and PostgresStore, later, with the same semantics).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/Clock.hpp"
+#include "core/Totp.hpp"
+
+namespace twostep::core {
+
+enum class UserState { Pending, Active, Disabled };
+std::string_view toString(UserState state);  ///< "pending", "active", "disabled"
+
+/// One enrolled user as stored. The secret stays sealed; only Sealer::open reveals it.
+struct User {
+    std::string username;
+    std::string sealedSecret;
+    std::string issuer;
+    TotpParams params;
+    UserState state = UserState::Pending;
+    std::optional<std::int64_t> lastStep;  ///< newest accepted time step (replay protection)
+    int failures = 0;                      ///< consecutive failed verifications
+    int lockouts = 0;                      ///< lockouts since the last success (lock doubles)
+    std::optional<Seconds> lockedUntil;
+    std::optional<Seconds> grantUntil;
+    int recoveryCodesLeft = 0;
+    Seconds createdAt = 0;
+    Seconds updatedAt = 0;
+
+    bool isLocked(Seconds now) const { return lockedUntil && *lockedUntil > now; }
+    bool hasGrant(Seconds now) const { return grantUntil && *grantUntil > now; }
+};
+
+/// What a new or replaced user starts with.
+struct NewUser {
+    std::string username;
+    std::string sealedSecret;
+    std::string issuer;
+    TotpParams params;
+    UserState state = UserState::Pending;
+};
+
+/// How failures turn into lockouts: after `maxFailures` consecutive failures the user is locked
+/// for `baseLockSeconds`, doubling with each further lockout up to `maxLockSeconds`.
+struct LockoutPolicy {
+    int maxFailures = 5;
+    Seconds baseLockSeconds = 60;
+    Seconds maxLockSeconds = 3600;
+    /// The lock length for the n-th lockout (n >= 1).
+    Seconds lockFor(int lockoutNumber) const;
+};
+
+/// The state after a failure was counted.
+struct FailureOutcome {
+    int failures = 0;
+    std::optional<Seconds> lockedUntil;  ///< set when this failure started a lockout
+};
+
+/// One decision in the audit log. Never holds a code.
+struct AuditEvent {
+    std::int64_t id = 0;  ///< assigned by the store
+    Seconds time = 0;
+    std::string username;
+    std::string operation;  ///< CREATE, UPDATE, DELETE, CONNECT, or an admin action (e.g. "enroll:add")
+    std::string resource;   ///< e.g. "apps/v1/deployments"
+    std::string subResource;
+    std::string nameSpace;
+    std::string name;
+    std::string decision;  ///< "allow" or "deny"
+    std::string reason;    ///< a stable reason id (see Decision.hpp)
+    std::string uid;       ///< the AdmissionReview request uid
+};
+
+struct AuditFilter {
+    std::optional<std::string> username;
+    std::optional<Seconds> since;
+    std::optional<Seconds> until;
+    int limit = 100;  ///< newest first
+};
+
+/// Persistent state. All methods are thread-safe (implementations pool connections) and throw
+/// twostep::StoreError (or a subclass) when the database fails; "not found" is a value, not an error.
+class Store {
+public:
+    virtual ~Store() = default;
+
+    /// The user, or nullopt when not enrolled.
+    virtual std::optional<User> findUser(std::string_view username) = 0;
+    virtual std::vector<User> listUsers() = 0;
+
+    /// Creates a user; with `replace`, an existing user is replaced (fresh state, no recovery codes,
+    /// no grant). Returns false when the user exists and `replace` is false.
+    virtual bool addUser(const NewUser& user, Seconds now, bool replace) = 0;
+    /// Adds every user in one transaction: all or nothing. @throw StoreError naming the first
+    /// username that already exists.
+    virtual void importUsers(const std::vector<NewUser>& users, Seconds now) = 0;
+    /// The following return false when the user does not exist.
+    virtual bool removeUser(std::string_view username) = 0;
+    /// Sets the state; disabling also ends any grant.
+    virtual bool setState(std::string_view username, UserState state, Seconds now) = 0;
+    /// New secret, back to pending: clears the replay step, failures, lock, grant, recovery codes.
+    virtual bool resetSecret(std::string_view username, std::string_view sealedSecret,
+                             Seconds now) = 0;
+
+    /// The replay compare-and-set: records `step` as accepted only if it is newer than the
+    /// user's last accepted step and the user is in `requiredState`. One conditional UPDATE, so
+    /// of concurrent callers with the same step exactly one gets true. On success also clears the
+    /// failure count and lockout streak.
+    virtual bool acceptStep(std::string_view username, std::int64_t step, UserState requiredState,
+                            Seconds now) = 0;
+    /// Pending -> active together with acceptStep, atomically (used by `confirm`).
+    virtual bool confirmWithStep(std::string_view username, std::int64_t step, Seconds now) = 0;
+
+    /// Counts a failed verification atomically and starts a lockout when the policy says so.
+    virtual FailureOutcome recordFailure(std::string_view username, const LockoutPolicy& policy,
+                                         Seconds now) = 0;
+    /// Clears failures, lock and lockout streak. False when the user does not exist.
+    virtual bool unlock(std::string_view username, Seconds now) = 0;
+
+    /// Opens (or extends) a grant until `until`. False when the user does not exist.
+    virtual bool openGrant(std::string_view username, Seconds until, Seconds now) = 0;
+    /// Ends a grant. False when the user does not exist.
+    virtual bool revokeGrant(std::string_view username, Seconds now) = 0;
+
+    /// Replaces the user's recovery codes with these hashes. False when the user does not exist.
+    virtual bool replaceRecoveryCodes(std::string_view username,
+                                      const std::vector<std::string>& hashes, Seconds now) = 0;
+    /// Consumes the recovery code matching `code` (checked with matchesRecoveryCode) atomically:
+    /// of concurrent callers with the same code exactly one gets true. Clears failures on success.
+    virtual bool consumeRecoveryCode(std::string_view username, std::string_view code,
+                                     Seconds now) = 0;
+
+    virtual void appendAudit(const AuditEvent& event) = 0;
+    virtual std::vector<AuditEvent> listAudit(const AuditFilter& filter) = 0;
+
+    /// Re-seals every secret with `reseal(username, sealed) -> newSealed` and records the new key
+    /// fingerprint, in one transaction: if anything throws, nothing changes.
+    virtual void resealAll(
+        const std::function<std::string(const std::string&, const std::string&)>& reseal,
+        std::string_view newKeyFingerprint) = 0;
+
+    /// The fingerprint of the master key the secrets are sealed with (nullopt in a new database).
+    virtual std::optional<std::string> keyFingerprint() = 0;
+    /// Records the fingerprint if none is recorded yet.
+    virtual void setKeyFingerprintIfUnset(std::string_view fingerprint) = 0;
+
+    /// Counts for metrics.
+    virtual int countUsers(UserState state) = 0;
+    virtual int countLocked(Seconds now) = 0;
+
+    /// Cheap liveness query for /readyz. @throw StoreError when the database does not answer.
+    virtual void ping() = 0;
+};
+
+/// Opens the store that `url` names: a file path or `sqlite:PATH` for SQLite, `:memory:` for a
+/// private in-memory SQLite, `postgresql://...` for PostgreSQL. Migrates the schema.
+/// @throw StoreError when it cannot be opened, or its schema is newer than this binary.
+std::unique_ptr<Store> openStore(const std::string& url);
+
+}  // namespace twostep::core
