@@ -8,9 +8,10 @@ build="cmake g++ make pkg-config ca-certificates libpoco-dev libssl-dev liboath-
   libsqlite3-dev nlohmann-json3-dev libqrencode-dev libsimdjson-dev prometheus-cpp-dev libpqxx-dev"
 # Real peers the tests start: oathtool (an independent TOTP), zbarimg (decodes our QR PNGs),
 # openssl (certificates), sqlite3 (integrity checks), curl (the walk-through), clang (fuzzers),
-# wrk (short load runs), postgresql (the second store backend).
+# wrk (short load runs), postgresql (the second store backend), python3-yaml (reads the rendered
+# deploy manifests). kubectl, which Debian does not package, comes from scripts/install-kubectl.sh.
 test="$build catch2 oathtool zbar-tools openssl sqlite3 curl python3 clang libclang-rt-14-dev wrk
-  postgresql procps"
+  postgresql procps python3-yaml"
 runtime="libpocofoundation80 libpoconet80 libpoconetssl80 libpocoutil80 libpococrypto80 libssl3
   liboath0 libsqlite3-0 libqrencode4 libsimdjson14 libprometheus-cpp-core1.0
   libpqxx-6.4 ca-certificates"
@@ -26,7 +27,12 @@ missing=""
 for pkg in $want; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing="$missing $pkg"
 done
-[ -z "$missing" ] && exit 0
+# kubectl (and the kustomize inside it) renders deploy/ in the tests: no Debian package has it.
+kubectl_step() {
+  [ "$profile" = test ] || return 0
+  "$(dirname "$0")/install-kubectl.sh"
+}
+if [ -z "$missing" ]; then kubectl_step; exit 0; fi
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "missing Debian packages:$missing; run this script as root (or install them with apt-get)" >&2
@@ -37,3 +43,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # shellcheck disable=SC2086 # word splitting of the package list is intended
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
+kubectl_step
