@@ -43,6 +43,7 @@ struct ReviewOutcome {
     std::string body;             ///< AdmissionReview response, or a short reason on 4xx
     std::optional<Decision> decision;  ///< absent on 4xx
     std::optional<AuditEvent> record;  ///< who/what/decision, for the log line (also on exempt)
+    std::string error;  ///< on internal_error: the exception's what(), for the server log only
 };
 
 /// Turns AdmissionReview bodies into responses. Thread-safe: holds only references to
@@ -61,6 +62,8 @@ public:
     const PolicyConfig& config() const { return config_; }
 
 private:
+    ReviewOutcome respond(const ReviewRequest& request, Endpoint endpoint) const;
+
     Store& store_;
     const Sealer& sealer_;
     const Clock& clock_;

@@ -1,0 +1,444 @@
+#include "core/Policy.hpp"
+
+#include <algorithm>
+#include <ctime>
+#include <exception>
+#include <utility>
+
+#include "core/RecoveryCodes.hpp"
+#include "core/Totp.hpp"
+
+namespace twostep::core {
+namespace {
+
+constexpr std::string_view UnlockPath = "/twostep.dev/unlock";
+constexpr std::string_view InternalErrorMessage =
+    "twostep could not verify the request (internal error; see the webhook log): the change was "
+    "refused";
+/// Usernames longer than this are cut in messages (only a forged review carries such a name).
+constexpr std::size_t MaxShownName = 200;
+
+/// What a request asks of the policy.
+enum class Scope {
+    NotProtected,  ///< nothing to check
+    Protected,     ///< needs a code or a grant
+    Unlock,        ///< a SelfSubjectAccessReview carrying an unlock code
+};
+
+std::string shown(std::string_view username) {
+    if (username.size() <= MaxShownName) {
+        return std::string(username);
+    }
+    std::size_t cut = MaxShownName;
+    // Do not cut a UTF-8 sequence: back up over continuation bytes (10xxxxxx).
+    while (cut > 0 && (static_cast<unsigned char>(username[cut]) & 0xC0) == 0x80) {
+        --cut;
+    }
+    return std::string(username.substr(0, cut)) + "...";
+}
+
+/// RFC 3339 in UTC, e.g. "2026-11-28T17:05:00Z".
+std::string formatTime(Seconds at) {
+    const auto time = static_cast<std::time_t>(at);
+    std::tm tm{};
+    char text[32];
+    if (gmtime_r(&time, &tm) == nullptr ||
+        std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+        return std::to_string(at) + " (unix time)";
+    }
+    return text;
+}
+
+/// "15m", "90s", "1h": the shortest exact spelling.
+std::string formatDuration(Seconds seconds) {
+    if (seconds > 0 && seconds % 3600 == 0) {
+        return std::to_string(seconds / 3600) + "h";
+    }
+    if (seconds > 0 && seconds % 60 == 0) {
+        return std::to_string(seconds / 60) + "m";
+    }
+    return std::to_string(seconds) + "s";
+}
+
+/// The duration asked for after "/twostep.dev/unlock": "" (none: nullopt inside), or
+/// "/<n><s|m|h>" with n of 1..6 digits. The outer nullopt means the suffix is malformed.
+std::optional<std::optional<Seconds>> requestedDuration(std::string_view suffix) {
+    if (suffix.empty()) {
+        return std::optional<Seconds>{};
+    }
+    if (suffix.size() < 3 || suffix.size() > 8 || suffix.front() != '/') {
+        return std::nullopt;
+    }
+    const std::string_view digits = suffix.substr(1, suffix.size() - 2);
+    Seconds value = 0;
+    for (char c : digits) {
+        if (c < '0' || c > '9') {
+            return std::nullopt;
+        }
+        value = value * 10 + (c - '0');
+    }
+    if (value == 0) {
+        return std::nullopt;
+    }
+    switch (suffix.back()) {
+    case 's': return std::optional<Seconds>{value};
+    case 'm': return std::optional<Seconds>{value * 60};
+    case 'h': return std::optional<Seconds>{value * 3600};
+    default: return std::nullopt;
+    }
+}
+
+bool isUnlockPath(std::string_view path) {
+    return path.substr(0, UnlockPath.size()) == UnlockPath &&
+           (path.size() == UnlockPath.size() || path[UnlockPath.size()] == '/');
+}
+
+Scope scopeOf(const ReviewRequest& request, const PolicyConfig& config) {
+    if (request.group == "authorization.k8s.io" && request.resource == "selfsubjectaccessreviews") {
+        // Every user may create an SSAR and it is never stored: only our unlock path matters.
+        return request.nonResourcePath && isUnlockPath(*request.nonResourcePath)
+                   ? Scope::Unlock
+                   : Scope::NotProtected;
+    }
+    if (request.group.empty() && request.resource == "namespaces" && request.subResource.empty()) {
+        // The enforcement label is itself protected: removing it, or deleting a namespace that
+        // has it, would switch enforcement off for everything inside.
+        const bool wasEnforced = request.enforceLabelOld == config.enforceValue;
+        const bool isEnforced = request.enforceLabelNew == config.enforceValue;
+        if (request.operation == "UPDATE") {
+            return wasEnforced && !isEnforced ? Scope::Protected : Scope::NotProtected;
+        }
+        if (request.operation == "DELETE") {
+            return wasEnforced ? Scope::Protected : Scope::NotProtected;
+        }
+        return Scope::NotProtected;
+    }
+    return Scope::Protected;
+}
+
+Decision allow(Reason reason, std::vector<std::string> warnings = {}) {
+    return Decision{true, reason, {}, std::move(warnings)};
+}
+
+Decision deny(Reason reason, std::string message) {
+    return Decision{false, reason, std::move(message), {}};
+}
+
+std::string resourcePath(const ReviewRequest& request) {
+    if (request.group.empty()) {
+        return request.version + "/" + request.resource;
+    }
+    return request.group + "/" + request.version + "/" + request.resource;
+}
+
+AuditEvent recordOf(const ReviewRequest& request, const Decision& decision, Seconds now) {
+    AuditEvent event;
+    event.time = now;
+    event.username = request.username;
+    event.operation = request.operation;
+    event.resource = resourcePath(request);
+    event.subResource = request.subResource;
+    event.nameSpace = request.nameSpace;
+    event.name = request.name;
+    event.decision = decision.allowed ? "allow" : "deny";
+    event.reason = std::string(toString(decision.reason));
+    event.uid = request.uid;
+    return event;
+}
+
+/// The message of an exception in flight, for the server log.
+std::string describe(const std::exception_ptr& error) {
+    try {
+        std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+        return e.what();
+    } catch (...) {
+        return "unknown exception";
+    }
+}
+
+ReviewOutcome failedOutcome(const std::exception_ptr& error) noexcept {
+    ReviewOutcome outcome;
+    outcome.httpStatus = 500;
+    try {
+        outcome.body = "internal error";
+        outcome.error = describe(error);
+    } catch (...) {  // NOLINT(bugprone-empty-catch)
+        // Out of memory even for the message: a bare 500 still fails closed.
+    }
+    return outcome;
+}
+
+}  // namespace
+
+bool globMatch(std::string_view pattern, std::string_view text) {
+    // Greedy match that backtracks only to the last '*': O(pattern * text), no recursion.
+    std::size_t p = 0;
+    std::size_t t = 0;
+    std::size_t star = std::string_view::npos;
+    std::size_t resume = 0;
+    while (t < text.size()) {
+        if (p < pattern.size() && pattern[p] == '*') {
+            star = p++;
+            resume = t;
+        } else if (p < pattern.size() && pattern[p] == text[t]) {
+            ++p;
+            ++t;
+        } else if (star != std::string_view::npos) {
+            p = star + 1;
+            t = ++resume;
+        } else {
+            return false;
+        }
+    }
+    while (p < pattern.size() && pattern[p] == '*') {
+        ++p;
+    }
+    return p == pattern.size();
+}
+
+Reviewer::Reviewer(Store& store, const Sealer& sealer, const Clock& clock, PolicyConfig config)
+    : store_(store), sealer_(sealer), clock_(clock), config_(std::move(config)) {}
+
+namespace {
+
+/// The steps of Reviewer::decide after scoping, for one request and one point in time.
+class Verification {
+public:
+    Verification(Store& store, const Sealer& sealer, const PolicyConfig& config,
+                 const ReviewRequest& request, Seconds now)
+        : store_(store), sealer_(sealer), config_(config), request_(request), now_(now),
+          name_(shown(request.username)) {}
+
+    Decision run(bool unlock) {
+        const std::optional<User> user = store_.findUser(request_.username);
+        if (!user) {
+            return notEnrolled();
+        }
+        if (user->state == UserState::Pending) {
+            return deny(Reason::Pending,
+                        "user " + name_ + " has not confirmed two-step enrollment yet; confirm " +
+                            "it with the first code from the authenticator app: " +
+                            "`twostep-enroll confirm " + name_ + " CODE`");
+        }
+        if (user->state == UserState::Disabled) {
+            return deny(Reason::Disabled, "two-step verification for user " + name_ +
+                                              " is disabled, so protected changes are refused; " +
+                                              "ask an admin to run `twostep-enroll enable " +
+                                              name_ + "`");
+        }
+        if (user->isLocked(now_)) {
+            return deny(Reason::LockedOut, "user " + name_ +
+                                               " is locked out after too many wrong codes until " +
+                                               formatTime(*user->lockedUntil) +
+                                               "; wait, or ask an admin to run " +
+                                               "`twostep-enroll unlock " + name_ + "`");
+        }
+        if (unlock) {
+            return runUnlock(*user);
+        }
+        if (user->hasGrant(now_)) {
+            return allow(Reason::Grant,
+                         {"allowed by a twostep grant until " + formatTime(*user->grantUntil)});
+        }
+        if (request_.operation == "DELETE" || request_.operation == "CONNECT") {
+            return deny(Reason::NeedsGrant,
+                        "deleting and exec/attach/port-forward need an open two-step grant: run "
+                        "`kubectl twostep unlock` and retry");
+        }
+        Decision decision = verify(*user, request_.token, false);
+        if (decision.allowed && config_.grantTtl > 0) {
+            store_.openGrant(request_.username, now_ + config_.grantTtl, now_);
+        }
+        return decision;
+    }
+
+private:
+    Decision notEnrolled() const {
+        if (config_.unenrolled == UnenrolledPolicy::Allow) {
+            return allow(Reason::UnenrolledAllowed,
+                         {"you are not enrolled in twostep two-step verification; allowed for now"});
+        }
+        return deny(Reason::NotEnrolled,
+                    "user " + name_ + " is not enrolled in two-step verification; ask an admin " +
+                        "to run `twostep-enroll add " + name_ + "`");
+    }
+
+    Decision runUnlock(const User& user) {
+        const std::string_view path = *request_.nonResourcePath;
+        const auto requested = requestedDuration(path.substr(UnlockPath.size()));
+        if (!requested) {
+            return deny(Reason::MalformedCode,
+                        "the unlock duration must be a number with s, m or h, as in "
+                        "/twostep.dev/unlock/10m (at most " +
+                            formatDuration(config_.grantMaxTtl) + "; none asks for the maximum)");
+        }
+        if (config_.grantMaxTtl <= 0) {
+            return deny(Reason::NeedsGrant, "unlocking is turned off on this webhook (the grant "
+                                            "maximum is 0); ask an admin");
+        }
+        const Seconds ttl = std::min(requested->value_or(config_.grantMaxTtl), config_.grantMaxTtl);
+        Decision decision = verify(user, request_.nonResourceVerb, true);
+        if (!decision.allowed) {
+            return decision;
+        }
+        store_.openGrant(request_.username, now_ + ttl, now_);
+        decision.reason = Reason::Unlocked;
+        decision.warnings.insert(decision.warnings.begin(),
+                                 "twostep grant open until " + formatTime(now_ + ttl));
+        return decision;
+    }
+
+    /// Checks a TOTP or recovery code; a success consumes it.
+    Decision verify(const User& user, const std::optional<std::string>& code, bool unlock) {
+        const std::string where = unlock ? "the unlock request's verb"
+                                         : "annotation " + config_.fields.tokenAnnotation;
+        if (!code) {
+            if (unlock) {
+                return deny(Reason::MissingCode,
+                            "the unlock request carries no code in its verb; run `kubectl "
+                            "twostep unlock`");
+            }
+            const std::string& annotation = config_.fields.tokenAnnotation;
+            return deny(Reason::MissingCode,
+                        "no two-step code: add the current code from your authenticator app as "
+                        "annotation " +
+                            annotation + " (`kubectl twostep apply -f FILE`, or set " +
+                            annotation + "=<code>)");
+        }
+        if (looksLikeRecoveryCode(*code)) {
+            if (!store_.consumeRecoveryCode(user.username, *code, now_)) {
+                return wrongCode(user, "wrong or already used recovery code");
+            }
+            const int left = std::max(0, user.recoveryCodesLeft - 1);
+            return allow(Reason::RecoveryCode,
+                         {"a recovery code was used; " + std::to_string(left) + " left"});
+        }
+        if (!isWellFormedCode(*code, user.params.digits)) {
+            // Not counted as a failure: a typo or a pasted name is not a guess.
+            return malformed(user, where);
+        }
+        const SecretBytes secret = sealer_.open(user.sealedSecret, user.username);
+        const TotpResult result = verifyTotp(secret, *code, user.params, now_, config_.window);
+        switch (result.check) {
+        case CodeCheck::Malformed: return malformed(user, where);
+        case CodeCheck::NoMatch:
+            return wrongCode(user, "wrong two-step code");
+        case CodeCheck::Matched: break;
+        }
+        if (!store_.acceptStep(user.username, result.step, UserState::Active, now_)) {
+            // Not a failure: `kubectl apply` of several objects sends one code several times.
+            return replayed(user, result.step);
+        }
+        return allow(Reason::Verified);
+    }
+
+    Decision malformed(const User& user, const std::string& where) const {
+        return deny(Reason::MalformedCode, where + " must hold the " +
+                                               std::to_string(user.params.digits) +
+                                               "-digit code from your authenticator app");
+    }
+
+    Decision wrongCode(const User& user, const std::string& what) {
+        const FailureOutcome outcome = store_.recordFailure(user.username, config_.lockout, now_);
+        if (outcome.lockedUntil) {
+            return deny(Reason::WrongCode,
+                        what + " for user " + name_ + "; too many wrong codes: locked out until " +
+                            formatTime(*outcome.lockedUntil) + " (check your device's clock; an " +
+                            "admin can run `twostep-enroll unlock " + name_ + "`)");
+        }
+        const int left = std::max(0, config_.lockout.maxFailures - outcome.failures);
+        return deny(Reason::WrongCode, what + " for user " + name_ + " (" +
+                                           std::to_string(left) + " attempts left before a " +
+                                           "lockout); check that your device's clock is right");
+    }
+
+    Decision replayed(const User& user, std::int64_t step) const {
+        const std::int64_t newest = std::max(step, user.lastStep.value_or(step));
+        const Seconds wait = (newest + 1) * user.params.period - now_;
+        if (wait <= 0) {
+            return deny(Reason::Replayed, "this code was already used; use the current code "
+                                          "from your authenticator app");
+        }
+        return deny(Reason::Replayed, "this code was already used; wait for the next code from "
+                                      "your authenticator app, in " +
+                                          std::to_string(wait) + " s");
+    }
+
+    Store& store_;
+    const Sealer& sealer_;
+    const PolicyConfig& config_;
+    const ReviewRequest& request_;
+    const Seconds now_;
+    const std::string name_;
+};
+
+}  // namespace
+
+Decision Reviewer::decide(const ReviewRequest& request) const {
+    const auto matches = [](const std::vector<std::string>& patterns, std::string_view text) {
+        return std::any_of(patterns.begin(), patterns.end(),
+                           [text](const std::string& pattern) { return globMatch(pattern, text); });
+    };
+    if (matches(config_.exemptUsers, request.username) ||
+        std::any_of(request.groups.begin(), request.groups.end(),
+                    [&](const std::string& group) { return matches(config_.exemptGroups, group); })) {
+        return allow(Reason::Exempt);
+    }
+    const Scope scope = scopeOf(request, config_);
+    if (scope == Scope::NotProtected) {
+        return allow(Reason::NotProtected);
+    }
+    if (request.dryRun) {
+        // Nothing persists, and checking the code would make dry runs a free guessing oracle.
+        return allow(Reason::DryRun,
+                     {"dry run: twostep checked no code; the real request will need one"});
+    }
+    return Verification(store_, sealer_, config_, request, clock_.now()).run(scope == Scope::Unlock);
+}
+
+ReviewOutcome Reviewer::review(std::string_view body, Endpoint endpoint) const noexcept {
+    try {
+        auto parsed = parseReview(body, config_.fields);
+        if (const auto* error = std::get_if<ParseError>(&parsed)) {
+            ReviewOutcome outcome;
+            outcome.httpStatus = error->httpStatus;
+            outcome.body = "bad request: " + error->reason;
+            return outcome;
+        }
+        return respond(std::get<ReviewRequest>(parsed), endpoint);
+    } catch (...) {
+        // Only allocation can fail out here; the API server applies its failurePolicy to a 500.
+        return failedOutcome(std::current_exception());
+    }
+}
+
+ReviewOutcome Reviewer::respond(const ReviewRequest& request, Endpoint endpoint) const {
+    ReviewOutcome outcome;
+    Decision decision;
+    std::optional<JsonPatch> patch;
+    try {
+        decision = decide(request);
+        if (decision.reason != Reason::Exempt && decision.reason != Reason::NotProtected) {
+            store_.appendAudit(recordOf(request, decision, clock_.now()));
+        }
+        if (endpoint == Endpoint::Mutate && decision.allowed) {
+            patch = buildStripPatch(request, config_.fields);
+        }
+    } catch (...) {
+        outcome.error = describe(std::current_exception());
+        decision = deny(Reason::InternalError, std::string(InternalErrorMessage));
+        patch.reset();
+        try {
+            store_.appendAudit(recordOf(request, decision, clock_.now()));
+        } catch (...) {  // NOLINT(bugprone-empty-catch)
+            // Best effort: the store is most likely what failed; the log line still records it.
+        }
+    }
+    outcome.body = buildResponse(request, decision, patch);
+    outcome.record = recordOf(request, decision, clock_.now());
+    outcome.decision = std::move(decision);
+    return outcome;
+}
+
+}  // namespace twostep::core
