@@ -1,0 +1,72 @@
+/// Prometheus metrics of the webhook (prometheus-cpp registry, text exposition served by POCO on
+/// GET /metrics). Label values come only from fixed sets, never from request data.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "core/Clock.hpp"
+#include "core/Decision.hpp"
+#include "core/Policy.hpp"
+
+namespace prometheus {
+class Counter;
+class Gauge;
+class Histogram;
+class Registry;
+}  // namespace prometheus
+
+namespace twostep::core {
+class Store;
+}
+
+namespace twostep::http {
+
+/// The result of one certificate reload attempt.
+enum class ReloadResult { Success, Failure };
+
+/// Every series is created up front, so the request path only touches atomics (counters) and a
+/// histogram. Thread-safe.
+class Metrics {
+public:
+    explicit Metrics(std::string_view version);
+    ~Metrics();
+    Metrics(const Metrics&) = delete;
+    Metrics& operator=(const Metrics&) = delete;
+
+    /// Counts one answered review: the decision (when there is one) and the review latency.
+    void observeReview(core::Endpoint endpoint, const core::ReviewOutcome& outcome,
+                       double seconds);
+    /// Counts an answer other than 200 (codes outside the known set count as "other").
+    void countHttpStatus(int status);
+    void countCertificateReload(ReloadResult result);
+
+    /// Sets the user gauges from `store`. @throw StoreError when the store fails (the gauges keep
+    /// their previous values).
+    void refreshUserGauges(core::Store& store, core::Seconds now);
+    /// The Prometheus text exposition of every metric.
+    std::string renderText() const;
+
+private:
+    static constexpr std::size_t EndpointCount = 2;
+    static constexpr std::size_t ReasonCount = static_cast<std::size_t>(core::Reason::InternalError) + 1;
+    static constexpr std::array<int, 9> KnownStatuses{400, 403, 404, 405, 408, 411, 413, 500, 503};
+
+    std::shared_ptr<prometheus::Registry> registry_;
+    /// [endpoint][allowed][reason]
+    std::array<std::array<std::array<prometheus::Counter*, ReasonCount>, 2>, EndpointCount>
+        decisions_{};
+    std::array<prometheus::Histogram*, EndpointCount> durations_{};
+    std::array<prometheus::Counter*, KnownStatuses.size() + 1> statuses_{};
+    std::array<prometheus::Counter*, 2> reloads_{};
+    std::array<prometheus::Gauge*, 3> enrolled_{};  ///< pending, active, disabled
+    prometheus::Gauge* locked_ = nullptr;
+};
+
+/// "validate" or "mutate".
+std::string_view toString(core::Endpoint endpoint);
+
+}  // namespace twostep::http
