@@ -1,7 +1,10 @@
 #!/bin/sh
 # Installs the Debian 12 packages twostep needs to build, test and run; installs only what is
 # missing, so it is cheap to call on every build. Usage: scripts/install-deps.sh [build|test|runtime]
+# (`--list PROFILE` prints the profile's packages, one a line, and installs nothing.)
 set -eu
+list=0
+if [ "${1:-}" = --list ]; then list=1; shift; fi
 profile=${1:-test}
 
 build="cmake g++ make pkg-config ca-certificates libpoco-dev libssl-dev liboath-dev libsqlitecpp-dev
@@ -20,8 +23,10 @@ case $profile in
   build) want=$build ;;
   test) want=$test ;;
   runtime) want=$runtime ;;
-  *) echo "usage: $0 [build|test|runtime]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--list] [build|test|runtime]" >&2; exit 2 ;;
 esac
+# shellcheck disable=SC2086 # one package a line
+if [ "$list" -eq 1 ]; then printf '%s\n' $want; exit 0; fi
 
 missing=""
 for pkg in $want; do
