@@ -15,9 +15,10 @@ build="cmake g++ make pkg-config ca-certificates libpoco-dev libssl-dev liboath-
 # deploy manifests). kubectl, which Debian does not package, comes from scripts/install-kubectl.sh.
 test="$build catch2 oathtool zbar-tools openssl sqlite3 curl python3 clang libclang-rt-14-dev wrk
   postgresql procps python3-yaml"
+# runtime: what the image's binaries load, plus sqlite3 for online backups (`.backup`, docs/operations.md).
 runtime="libpocofoundation80 libpoconet80 libpoconetssl80 libpocoutil80 libpococrypto80 libssl3
   liboath0 libsqlite3-0 libqrencode4 libsimdjson14 libprometheus-cpp-core1.0
-  libpqxx-6.4 ca-certificates"
+  libpqxx-6.4 ca-certificates sqlite3"
 
 case $profile in
   build) want=$build ;;
