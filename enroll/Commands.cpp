@@ -444,6 +444,10 @@ int cmdInit(const Invocation& inv) {
         }
     }
     std::unique_ptr<core::Store> store = core::openStore(inv.db);
+    if (created) {
+        // Sealed secrets, lockouts and the audit log: for the owner (the webhook's account) only.
+        fs::permissions(*file, fs::perms::owner_read | fs::perms::owner_write);
+    }
     if (const auto recorded = store->keyFingerprint()) {
         throw KeyError("database '" + inv.db +
                        "' is already initialised with another master key (fingerprint " +

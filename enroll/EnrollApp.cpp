@@ -57,7 +57,8 @@ const std::vector<Command>& commands() {
          "Creates the database (applying the schema migrations) and a new random master key in\n"
          "--master-key-file with mode 0600, and records the key's fingerprint in the database.\n"
          "Never overwrites an existing key file, and refuses a database already initialised\n"
-         "with another key. Missing parent directories are created (the key's with mode 0700).",
+         "with another key. A new database file gets mode 0600 (chown it to the webhook's\n"
+         "account); missing parent directories are created (the key's with mode 0700).",
          {},
          cmdInit},
         {"add", "USER", 1, 1, "enrol a user: new secret, otpauth URI and QR code",
@@ -139,7 +140,7 @@ const std::vector<Command>& commands() {
          "RFC 3339 (2024-05-01T12:00:00Z) or a span back from now (30m, 1h, 7d).",
          {{"user", true, "USER", "only this user's events"},
           {"since", true, "TIME", "events at or after TIME"},
-          {"until", true, "TIME", "events at or before TIME"},
+          {"until", true, "TIME", "events before TIME"},
           {"limit", true, "N", "at most N events (default 100)"},
           JsonOption},
          cmdAudit},
@@ -282,8 +283,7 @@ int dispatch(const std::vector<std::string>& args, const Environment& env, std::
         const std::string what = command->arguments.empty()
                                      ? "takes no arguments"
                                      : "takes " + std::string(command->arguments);
-        throw UsageError("`" + std::string(command->name) + "` " + what + " (" +
-                         usageLine(*command) + ")");
+        throw UsageError("`" + std::string(command->name) + "` " + what);
     }
     if (parsed.has("version")) {
         env.out << "twostep-enroll " << TWOSTEP_VERSION << '\n';
