@@ -126,6 +126,17 @@ expect_eq "a directory and -R go to annotate" "$(args_of 1)" \
     "annotate --local --overwrite -R -f $work/dir -o yaml twostep.dev/token=123456"
 expect_eq "other flags go to apply" "$(args_of 2)" "apply -f - --prune -l app=web"
 
+# Several objects share one code: the plugin says how to avoid replay denials.
+printf 'apiVersion: v1\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n- apiVersion: v1\n  kind: Secret\nkind: List\n' >"$work/list.yaml"
+reset_log
+run apply -f "$work/list.yaml" --code 123456 </dev/null
+expect_eq "a list of objects is still applied" "$rc" 0
+expect_contains "a list of objects gets a note about the one-time code" "$err" \
+    "note: 2 objects share one code, which works once"
+reset_log
+run apply -f "$work/cm.yaml" --code 123456 </dev/null
+expect_not_contains "one object gets no note" "$err" "note:"
+
 reset_log
 TWOSTEP_CODE=246810 TWOSTEP_ANNOTATION=example.com/otp run apply -f "$work/cm.yaml" </dev/null
 expect_eq "TWOSTEP_CODE and TWOSTEP_ANNOTATION are used" "$(args_of 1)" \
