@@ -1,0 +1,672 @@
+#include "core/SqliteStore.hpp"
+
+#include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Exception.h>
+#include <SQLiteCpp/Statement.h>
+#include <SQLiteCpp/Transaction.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <chrono>
+#include <limits>
+#include <mutex>
+#include <utility>
+
+#include "core/ConnectionPool.hpp"
+#include "core/Error.hpp"
+#include "core/Migrations.hpp"
+#include "core/RecoveryCodes.hpp"
+
+namespace twostep::core {
+
+namespace {
+
+constexpr std::string_view MemoryPath = ":memory:";
+constexpr const char* KeyFingerprintKey = "key_fingerprint";
+
+std::unique_ptr<SQLite::Database> openConnection(const std::string& path,
+                                                 const SqliteOptions& options) {
+    auto db = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE,
+                                                 options.busyTimeoutMs);
+    // Per-connection settings: SQLite does not store these in the file.
+    db->exec("PRAGMA foreign_keys = ON");
+    db->exec(options.synchronous == SqliteOptions::Synchronous::Full
+                 ? "PRAGMA synchronous = FULL"
+                 : "PRAGMA synchronous = NORMAL");
+    if (path == MemoryPath) {
+        return db;
+    }
+    // WAL lets readers (the webhook) proceed while a writer (the enroll tool) commits. This is
+    // also the first statement that reads the file, so a file that is not a database fails here.
+    const std::string mode = db->execAndGet("PRAGMA journal_mode = WAL").getString();
+    if (mode != "wal") {
+        throw StoreError("cannot switch database '" + path + "' to WAL mode (journal mode is '" +
+                         mode + "')");
+    }
+    return db;
+}
+
+int readSchemaVersion(SQLite::Database& db) {
+    if (!db.tableExists("schema_version")) {
+        return 0;
+    }
+    return db.execAndGet("SELECT COALESCE(MAX(version), 0) FROM schema_version").getInt();
+}
+
+/// Applies the embedded migrations the database lacks, each in its own BEGIN IMMEDIATE
+/// transaction together with its schema_version row.
+void migrate(SQLite::Database& db, const std::string& path) {
+    const std::span<const Migration> migrations = embeddedMigrations(SqlDialect::Sqlite);
+    const int newest = newestVersion(migrations);
+    int current = readSchemaVersion(db);
+    refuseNewerSchema(current, newest);
+    for (const Migration& migration : migrations) {
+        if (migration.version <= current) {
+            continue;
+        }
+        try {
+            SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
+            // Another process may have migrated while this one waited for the write lock.
+            current = readSchemaVersion(db);
+            refuseNewerSchema(current, newest);
+            if (migration.version <= current) {
+                continue;  // the transaction rolls back; it wrote nothing
+            }
+            db.exec(std::string(migration.sql));
+            SQLite::Statement record(db,
+                                     "INSERT INTO schema_version (version, name, applied_at) "
+                                     "VALUES (?, ?, CAST(strftime('%s', 'now') AS INTEGER))");
+            record.bind(1, migration.version);
+            record.bind(2, std::string(migration.name));
+            record.exec();
+            transaction.commit();
+            current = migration.version;
+        } catch (const SQLite::Exception& e) {
+            throw StoreError("cannot apply migration " + std::string(migration.file) +
+                             " to database '" + path + "': " + e.what());
+        }
+    }
+}
+
+std::optional<UserState> parseUserState(std::string_view text) {
+    for (const UserState state : {UserState::Pending, UserState::Active, UserState::Disabled}) {
+        if (text == toString(state)) {
+            return state;
+        }
+    }
+    return std::nullopt;
+}
+
+void bindText(SQLite::Statement& statement, int index, std::string_view text) {
+    statement.bind(index, std::string(text));
+}
+
+void bindBlob(SQLite::Statement& statement, int index, std::string_view bytes) {
+    if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
+        throw StoreError("a sealed secret of " + std::to_string(bytes.size()) +
+                         " bytes is too large to store");
+    }
+    // A null pointer would bind NULL instead of an empty blob.
+    statement.bind(index, bytes.empty() ? "" : bytes.data(), static_cast<int>(bytes.size()));
+}
+
+std::optional<std::int64_t> optionalInt64(const SQLite::Column& column) {
+    if (column.isNull()) {
+        return std::nullopt;
+    }
+    return column.getInt64();
+}
+
+constexpr const char* SelectUsers =
+    "SELECT username, sealed_secret, issuer, algorithm, digits, period, state, last_step, "
+    "failures, lockouts, locked_until, grant_until, created_at, updated_at, "
+    "(SELECT COUNT(*) FROM recovery_codes AS r WHERE r.username = users.username) "
+    "FROM users";
+
+User readUser(const SQLite::Statement& row) {
+    User user;
+    user.username = row.getColumn(0).getString();
+    user.sealedSecret = row.getColumn(1).getString();
+    user.issuer = row.getColumn(2).getString();
+    const std::string algorithm = row.getColumn(3).getString();
+    const std::optional<Algorithm> parsedAlgorithm = parseAlgorithm(algorithm);
+    if (!parsedAlgorithm) {
+        throw StoreError("user '" + user.username + "' has an unknown algorithm '" + algorithm +
+                         "' in the database");
+    }
+    user.params.algorithm = *parsedAlgorithm;
+    user.params.digits = row.getColumn(4).getInt();
+    user.params.period = row.getColumn(5).getInt();
+    const std::string state = row.getColumn(6).getString();
+    const std::optional<UserState> parsedState = parseUserState(state);
+    if (!parsedState) {
+        throw StoreError("user '" + user.username + "' has an unknown state '" + state +
+                         "' in the database");
+    }
+    user.state = *parsedState;
+    user.lastStep = optionalInt64(row.getColumn(7));
+    user.failures = row.getColumn(8).getInt();
+    user.lockouts = row.getColumn(9).getInt();
+    user.lockedUntil = optionalInt64(row.getColumn(10));
+    user.grantUntil = optionalInt64(row.getColumn(11));
+    user.createdAt = row.getColumn(12).getInt64();
+    user.updatedAt = row.getColumn(13).getInt64();
+    user.recoveryCodesLeft = row.getColumn(14).getInt();
+    return user;
+}
+
+/// Inserts a fresh user unless the username exists; true when inserted.
+bool insertUser(SQLite::Database& db, const NewUser& user, Seconds now) {
+    SQLite::Statement insert(
+        db,
+        "INSERT INTO users (username, sealed_secret, issuer, algorithm, digits, period, state, "
+        "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (username) DO NOTHING");
+    bindText(insert, 1, user.username);
+    bindBlob(insert, 2, user.sealedSecret);
+    bindText(insert, 3, user.issuer);
+    bindText(insert, 4, toString(user.params.algorithm));
+    insert.bind(5, user.params.digits);
+    insert.bind(6, user.params.period);
+    bindText(insert, 7, toString(user.state));
+    insert.bind(8, now);
+    insert.bind(9, now);
+    return insert.exec() == 1;
+}
+
+/// Runs a one-statement update bound as (username, now, extra...); true when a row matched.
+template <typename... Extra>
+bool updateUser(SQLite::Database& db, const char* sql, std::string_view username, Seconds now,
+                const Extra&... extra) {
+    SQLite::Statement update(db, sql);
+    bindText(update, 1, username);
+    update.bind(2, now);
+    int index = 3;
+    (update.bind(index++, extra), ...);
+    return update.exec() == 1;
+}
+
+}  // namespace
+
+template <typename Fn>
+auto SqliteStore::withConnection(Access access, std::string_view action, std::string_view subject,
+                                 Fn&& fn) {
+    const auto failure = [&](std::string_view reason) {
+        std::string message = "cannot ";
+        message += action;
+        if (!subject.empty()) {
+            message += " '";
+            message += subject;
+            message += "'";
+        }
+        message += " in database '" + path_ + "': ";
+        message += reason;
+        return StoreError(message);
+    };
+    // The writer lock comes before the lease: with one connection (":memory:") the other order
+    // would let a writer hold the only connection while it waits for the writer lock.
+    std::unique_lock<std::timed_mutex> writing(writer_, std::defer_lock);
+    if (access == Access::Write && !writing.try_lock_for(busyTimeout_)) {
+        throw failure("database is locked (waited " + std::to_string(busyTimeout_.count()) +
+                      " ms for another writer)");
+    }
+    try {
+        Pool::Lease lease = pool_->acquire();
+        return fn(lease.connection());
+    } catch (const SQLite::Exception& e) {
+        throw failure(e.what());
+    } catch (const PoolTimeout& e) {
+        throw failure(e.what());
+    }
+}
+
+SqliteStore::SqliteStore(std::string path, SqliteOptions options)
+    : path_(std::move(path)), busyTimeout_(std::max(0, options.busyTimeoutMs)) {
+    const bool memory = path_ == MemoryPath;
+    // ":memory:" names a new database per connection, so an in-memory store has exactly one, and
+    // keeps it even when a rollback fails: closing it would drop the database.
+    const int maxConnections = memory ? 1 : options.maxConnections;
+    pool_ =
+        std::make_unique<Pool>([path = path_, options] { return openConnection(path, options); },
+                               [memory](SQLite::Database& db) noexcept {
+                                   // A transaction left open (its rollback failed) would hold the
+                                   // write lock and leak its state into the next caller: roll back
+                                   // once more, or close the connection.
+                                   if (sqlite3_get_autocommit(db.getHandle()) != 0) {
+                                       return true;
+                                   }
+                                   db.tryExec("ROLLBACK");
+                                   return sqlite3_get_autocommit(db.getHandle()) != 0 || memory;
+                               },
+                               maxConnections, busyTimeout_);
+    try {
+        Pool::Lease lease = pool_->acquire();
+        migrate(lease.connection(), path_);
+    } catch (const SQLite::Exception& e) {
+        throw StoreError("cannot open database '" + path_ + "': " + e.what());
+    }
+}
+
+// Closing a connection never throws: SQLiteCpp's Database destructor only asserts.
+SqliteStore::~SqliteStore() = default;
+
+std::optional<User> SqliteStore::findUser(std::string_view username) {
+    return withConnection(
+        Access::Read, "read user", username, [&](SQLite::Database& db) -> std::optional<User> {
+            SQLite::Statement query(db, std::string(SelectUsers) + " WHERE username = ?");
+            bindText(query, 1, username);
+            if (!query.executeStep()) {
+                return std::nullopt;
+            }
+            return readUser(query);
+        });
+}
+
+std::vector<User> SqliteStore::listUsers() {
+    return withConnection(Access::Read, "list users", {}, [&](SQLite::Database& db) {
+        SQLite::Statement query(db, std::string(SelectUsers) + " ORDER BY username");
+        std::vector<User> users;
+        while (query.executeStep()) {
+            users.push_back(readUser(query));
+        }
+        return users;
+    });
+}
+
+bool SqliteStore::addUser(const NewUser& user, Seconds now, bool replace) {
+    return withConnection(Access::Write, "add user", user.username, [&](SQLite::Database& db) {
+        SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
+        if (replace) {
+            // A replaced user starts over: the cascade also drops its recovery codes.
+            SQLite::Statement remove(db, "DELETE FROM users WHERE username = ?");
+            bindText(remove, 1, user.username);
+            remove.exec();
+        }
+        if (!insertUser(db, user, now)) {
+            return false;
+        }
+        transaction.commit();
+        return true;
+    });
+}
+
+void SqliteStore::importUsers(const std::vector<NewUser>& users, Seconds now) {
+    withConnection(Access::Write, "import users", {}, [&](SQLite::Database& db) {
+        SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
+        for (const NewUser& user : users) {
+            if (!insertUser(db, user, now)) {
+                // The transaction rolls back: an import is all or nothing.
+                throw StoreError("cannot import users: user '" + user.username +
+                                 "' already exists; nothing was imported");
+            }
+        }
+        transaction.commit();
+    });
+}
+
+bool SqliteStore::removeUser(std::string_view username) {
+    return withConnection(Access::Write, "remove user", username, [&](SQLite::Database& db) {
+        // Recovery codes go with the user (ON DELETE CASCADE); the audit log stays.
+        SQLite::Statement remove(db, "DELETE FROM users WHERE username = ?");
+        bindText(remove, 1, username);
+        return remove.exec() == 1;
+    });
+}
+
+bool SqliteStore::setState(std::string_view username, UserState state, Seconds now) {
+    return withConnection(
+        Access::Write, "set the state of user", username, [&](SQLite::Database& db) {
+            return updateUser(
+                db,
+                "UPDATE users SET state = ?3, updated_at = ?2, "
+                "grant_until = CASE WHEN ?3 = 'disabled' THEN NULL ELSE grant_until END "
+                "WHERE username = ?1",
+                username, now, std::string(toString(state)));
+        });
+}
+
+bool SqliteStore::resetSecret(std::string_view username, std::string_view sealedSecret,
+                              Seconds now) {
+    return withConnection(
+        Access::Write, "reset the secret of user", username, [&](SQLite::Database& db) {
+            SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
+            SQLite::Statement update(
+                db,
+                "UPDATE users SET sealed_secret = ?3, state = 'pending', last_step = NULL, "
+                "failures = 0, lockouts = 0, locked_until = NULL, grant_until = NULL, updated_at = "
+                "?2 "
+                "WHERE username = ?1");
+            bindText(update, 1, username);
+            update.bind(2, now);
+            bindBlob(update, 3, sealedSecret);
+            if (update.exec() != 1) {
+                return false;
+            }
+            // Codes made for the old secret's owner must not survive a reset.
+            SQLite::Statement removeCodes(db, "DELETE FROM recovery_codes WHERE username = ?");
+            bindText(removeCodes, 1, username);
+            removeCodes.exec();
+            transaction.commit();
+            return true;
+        });
+}
+
+bool SqliteStore::acceptStep(std::string_view username, std::int64_t step, UserState requiredState,
+                             Seconds now) {
+    return withConnection(
+        Access::Write, "accept a time step for user", username, [&](SQLite::Database& db) {
+            // The replay compare-and-set in one statement: SQLite runs it under the write lock, so
+            // of concurrent callers (threads or processes) with the same step exactly one changes
+            // the row.
+            return updateUser(db,
+                              "UPDATE users SET last_step = ?3, failures = 0, lockouts = 0, "
+                              "locked_until = NULL, updated_at = ?2 "
+                              "WHERE username = ?1 AND state = ?4 "
+                              "AND (last_step IS NULL OR last_step < ?3)",
+                              username, now, step, std::string(toString(requiredState)));
+        });
+}
+
+bool SqliteStore::confirmWithStep(std::string_view username, std::int64_t step, Seconds now) {
+    return withConnection(Access::Write, "confirm user", username, [&](SQLite::Database& db) {
+        return updateUser(db,
+                          "UPDATE users SET state = 'active', last_step = ?3, failures = 0, "
+                          "lockouts = 0, locked_until = NULL, updated_at = ?2 "
+                          "WHERE username = ?1 AND state = 'pending' "
+                          "AND (last_step IS NULL OR last_step < ?3)",
+                          username, now, step);
+    });
+}
+
+FailureOutcome SqliteStore::recordFailure(std::string_view username, const LockoutPolicy& policy,
+                                          Seconds now) {
+    return withConnection(
+        Access::Write, "record a failure for user", username, [&](SQLite::Database& db) {
+            // Read and write under one write lock (BEGIN IMMEDIATE), so concurrent failures are all
+            // counted and two of them never both start a lockout.
+            SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
+            SQLite::Statement read(db, "SELECT failures, lockouts FROM users WHERE username = ?");
+            bindText(read, 1, username);
+            FailureOutcome outcome;
+            if (!read.executeStep()) {
+                return outcome;  // unknown user: nothing to count
+            }
+            constexpr int Max = std::numeric_limits<int>::max();
+            const int failures = read.getColumn(0).getInt();
+            int lockouts = read.getColumn(1).getInt();
+            outcome.failures = failures < Max ? failures + 1 : Max;
+            if (outcome.failures >= std::max(1, policy.maxFailures)) {
+                lockouts = lockouts < Max ? lockouts + 1 : Max;
+                outcome.lockedUntil = now + policy.lockFor(lockouts);
+                outcome.failures = 0;  // a new streak starts when the lock ends
+            }
+            SQLite::Statement update(db,
+                                     "UPDATE users SET failures = ?3, lockouts = ?4, "
+                                     "locked_until = COALESCE(?5, locked_until), updated_at = ?2 "
+                                     "WHERE username = ?1");
+            bindText(update, 1, username);
+            update.bind(2, now);
+            update.bind(3, outcome.failures);
+            update.bind(4, lockouts);
+            if (outcome.lockedUntil) {
+                update.bind(5, *outcome.lockedUntil);
+            } else {
+                update.bind(5);
+            }
+            update.exec();
+            transaction.commit();
+            return outcome;
+        });
+}
+
+bool SqliteStore::unlock(std::string_view username, Seconds now) {
+    return withConnection(Access::Write, "unlock user", username, [&](SQLite::Database& db) {
+        return updateUser(db,
+                          "UPDATE users SET failures = 0, lockouts = 0, locked_until = NULL, "
+                          "updated_at = ?2 WHERE username = ?1",
+                          username, now);
+    });
+}
+
+bool SqliteStore::openGrant(std::string_view username, Seconds until, Seconds now) {
+    return withConnection(
+        Access::Write, "open a grant for user", username, [&](SQLite::Database& db) {
+            // Opening extends, never shortens: two overlapping unlocks keep the later end.
+            return updateUser(db,
+                              "UPDATE users SET grant_until = MAX(COALESCE(grant_until, ?3), ?3), "
+                              "updated_at = ?2 WHERE username = ?1",
+                              username, now, until);
+        });
+}
+
+bool SqliteStore::revokeGrant(std::string_view username, Seconds now) {
+    return withConnection(
+        Access::Write, "revoke the grant of user", username, [&](SQLite::Database& db) {
+            return updateUser(db,
+                              "UPDATE users SET grant_until = NULL, updated_at = ?2 "
+                              "WHERE username = ?1",
+                              username, now);
+        });
+}
+
+bool SqliteStore::replaceRecoveryCodes(std::string_view username,
+                                       const std::vector<std::string>& hashes, Seconds now) {
+    return withConnection(
+        Access::Write, "replace the recovery codes of user", username, [&](SQLite::Database& db) {
+            SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
+            if (!updateUser(db, "UPDATE users SET updated_at = ?2 WHERE username = ?1", username,
+                            now)) {
+                return false;
+            }
+            SQLite::Statement removeCodes(db, "DELETE FROM recovery_codes WHERE username = ?");
+            bindText(removeCodes, 1, username);
+            removeCodes.exec();
+            SQLite::Statement insert(
+                db, "INSERT INTO recovery_codes (username, hash, created_at) VALUES (?, ?, ?)");
+            for (const std::string& hash : hashes) {
+                bindText(insert, 1, username);
+                bindText(insert, 2, hash);
+                insert.bind(3, now);
+                insert.exec();
+                insert.reset();
+            }
+            transaction.commit();
+            return true;
+        });
+}
+
+bool SqliteStore::consumeRecoveryCode(std::string_view username, std::string_view code,
+                                      Seconds now) {
+    return withConnection(
+        Access::Write, "use a recovery code of user", username, [&](SQLite::Database& db) {
+            // The read, the match and the delete happen under one write lock, and the delete is
+            // conditional as well: of concurrent callers with the same code exactly one succeeds.
+            SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
+            SQLite::Statement read(
+                db, "SELECT id, hash FROM recovery_codes WHERE username = ? ORDER BY id");
+            bindText(read, 1, username);
+            std::optional<std::int64_t> match;
+            while (read.executeStep()) {
+                // Every hash is checked, so the time taken does not tell which code matched.
+                const bool matches = matchesRecoveryCode(code, read.getColumn(1).getString());
+                if (matches && !match) {
+                    match = read.getColumn(0).getInt64();
+                }
+            }
+            if (!match) {
+                return false;
+            }
+            SQLite::Statement remove(db,
+                                     "DELETE FROM recovery_codes WHERE id = ? AND username = ?");
+            remove.bind(1, *match);
+            bindText(remove, 2, username);
+            if (remove.exec() != 1) {
+                return false;
+            }
+            updateUser(db, "UPDATE users SET failures = 0, updated_at = ?2 WHERE username = ?1",
+                       username, now);
+            transaction.commit();
+            return true;
+        });
+}
+
+void SqliteStore::appendAudit(const AuditEvent& event) {
+    withConnection(Access::Write, "append to the audit log", {}, [&](SQLite::Database& db) {
+        SQLite::Statement insert(
+            db,
+            "INSERT INTO audit_events (time, username, operation, resource, subresource, "
+            "namespace, name, decision, reason, uid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        insert.bind(1, event.time);
+        bindText(insert, 2, event.username);
+        bindText(insert, 3, event.operation);
+        bindText(insert, 4, event.resource);
+        bindText(insert, 5, event.subResource);
+        bindText(insert, 6, event.nameSpace);
+        bindText(insert, 7, event.name);
+        bindText(insert, 8, event.decision);
+        bindText(insert, 9, event.reason);
+        bindText(insert, 10, event.uid);
+        insert.exec();
+    });
+}
+
+std::vector<AuditEvent> SqliteStore::listAudit(const AuditFilter& filter) {
+    if (filter.limit <= 0) {
+        return {};
+    }
+    // Only the conditions in use go into the query, so SQLite can use the (username, time) or
+    // (time) index; "? IS NULL OR ..." would defeat both.
+    std::string sql =
+        "SELECT id, time, username, operation, resource, subresource, namespace, name, decision, "
+        "reason, uid FROM audit_events";
+    std::string_view joiner = " WHERE ";
+    const auto condition = [&](const char* text) {
+        sql += joiner;
+        sql += text;
+        joiner = " AND ";
+    };
+    if (filter.username) {
+        condition("username = :username");
+    }
+    if (filter.since) {
+        condition("time >= :since");
+    }
+    if (filter.until) {
+        condition("time < :until");
+    }
+    sql += " ORDER BY time DESC, id DESC LIMIT :limit";
+    return withConnection(Access::Read, "read the audit log", {}, [&](SQLite::Database& db) {
+        SQLite::Statement query(db, sql);
+        if (filter.username) {
+            query.bind(":username", *filter.username);
+        }
+        if (filter.since) {
+            query.bind(":since", *filter.since);
+        }
+        if (filter.until) {
+            query.bind(":until", *filter.until);
+        }
+        query.bind(":limit", filter.limit);
+        std::vector<AuditEvent> events;
+        while (query.executeStep()) {
+            AuditEvent event;
+            event.id = query.getColumn(0).getInt64();
+            event.time = query.getColumn(1).getInt64();
+            event.username = query.getColumn(2).getString();
+            event.operation = query.getColumn(3).getString();
+            event.resource = query.getColumn(4).getString();
+            event.subResource = query.getColumn(5).getString();
+            event.nameSpace = query.getColumn(6).getString();
+            event.name = query.getColumn(7).getString();
+            event.decision = query.getColumn(8).getString();
+            event.reason = query.getColumn(9).getString();
+            event.uid = query.getColumn(10).getString();
+            events.push_back(std::move(event));
+        }
+        return events;
+    });
+}
+
+void SqliteStore::resealAll(
+    const std::function<std::string(const std::string&, const std::string&)>& reseal,
+    std::string_view newKeyFingerprint) {
+    withConnection(Access::Write, "reseal the secrets", {}, [&](SQLite::Database& db) {
+        // One transaction: when `reseal` throws (a secret that does not open), the transaction
+        // rolls back and every row keeps the secret sealed under the old key.
+        SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
+        std::vector<std::pair<std::string, std::string>> sealed;
+        {
+            SQLite::Statement read(db,
+                                   "SELECT username, sealed_secret FROM users ORDER BY username");
+            while (read.executeStep()) {
+                sealed.emplace_back(read.getColumn(0).getString(), read.getColumn(1).getString());
+            }
+        }
+        SQLite::Statement update(db, "UPDATE users SET sealed_secret = ? WHERE username = ?");
+        for (const auto& [username, secret] : sealed) {
+            bindBlob(update, 1, reseal(username, secret));
+            bindText(update, 2, username);
+            update.exec();
+            update.reset();
+        }
+        SQLite::Statement record(db,
+                                 "INSERT INTO meta (key, value) VALUES (?, ?) "
+                                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+        record.bind(1, KeyFingerprintKey);
+        bindText(record, 2, newKeyFingerprint);
+        record.exec();
+        transaction.commit();
+    });
+}
+
+std::optional<std::string> SqliteStore::keyFingerprint() {
+    return withConnection(Access::Read, "read the key fingerprint", {},
+                          [&](SQLite::Database& db) -> std::optional<std::string> {
+                              SQLite::Statement query(db, "SELECT value FROM meta WHERE key = ?");
+                              query.bind(1, KeyFingerprintKey);
+                              if (!query.executeStep()) {
+                                  return std::nullopt;
+                              }
+                              return query.getColumn(0).getString();
+                          });
+}
+
+void SqliteStore::setKeyFingerprintIfUnset(std::string_view fingerprint) {
+    withConnection(Access::Write, "record the key fingerprint", {}, [&](SQLite::Database& db) {
+        SQLite::Statement insert(
+            db, "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING");
+        insert.bind(1, KeyFingerprintKey);
+        bindText(insert, 2, fingerprint);
+        insert.exec();
+    });
+}
+
+int SqliteStore::countUsers(UserState state) {
+    return withConnection(Access::Read, "count users", {}, [&](SQLite::Database& db) {
+        SQLite::Statement query(db, "SELECT COUNT(*) FROM users WHERE state = ?");
+        bindText(query, 1, toString(state));
+        query.executeStep();
+        return query.getColumn(0).getInt();
+    });
+}
+
+int SqliteStore::countLocked(Seconds now) {
+    return withConnection(Access::Read, "count locked users", {}, [&](SQLite::Database& db) {
+        SQLite::Statement query(db, "SELECT COUNT(*) FROM users WHERE locked_until > ?");
+        query.bind(1, now);
+        query.executeStep();
+        return query.getColumn(0).getInt();
+    });
+}
+
+void SqliteStore::ping() {
+    // Reads the file (unlike "SELECT 1"), so a database that went away is noticed.
+    schemaVersion();
+}
+
+int SqliteStore::schemaVersion() {
+    return withConnection(Access::Read, "read the schema version", {},
+                          [&](SQLite::Database& db) { return readSchemaVersion(db); });
+}
+
+}  // namespace twostep::core

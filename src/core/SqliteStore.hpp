@@ -1,0 +1,102 @@
+/// The SQLite implementation of Store (SQLiteCpp): a small connection pool and the migration
+/// runner.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "core/Store.hpp"
+
+namespace SQLite {
+class Database;
+}
+
+namespace twostep::core {
+
+template <typename Connection>
+class ConnectionPool;
+
+/// How SqliteStore opens its connections.
+struct SqliteOptions {
+    /// PRAGMA synchronous. FULL syncs the WAL on every commit; NORMAL may lose the last commits on
+    /// power loss (never corrupts). FULL until a later issue measures the difference.
+    enum class Synchronous { Normal, Full };
+    Synchronous synchronous = Synchronous::Full;
+    /// How long a caller waits for the write lock of another connection or process, and for a
+    /// free pooled connection, before it fails with StoreError ("database is locked").
+    int busyTimeoutMs = 5000;
+    /// The most connections open at once; further callers wait for a free one. ":memory:" always
+    /// uses exactly one connection, so every caller sees the same in-memory database.
+    int maxConnections = 16;
+};
+
+/// Store on one SQLite file in WAL mode, shared safely by threads (a pool hands each caller its own
+/// connection) and by processes (SQLite's file locks; every read-modify-write is one conditional
+/// statement or a BEGIN IMMEDIATE transaction). Thread-safe.
+class SqliteStore final : public Store {
+public:
+    /// Opens the database at `path` (created when missing; ":memory:" for a private in-memory
+    /// database) and applies the embedded migrations it lacks.
+    /// @throw StoreError naming the path when it cannot be opened or is not a SQLite database,
+    /// when a migration fails, or when its schema is newer than this binary.
+    explicit SqliteStore(std::string path, SqliteOptions options = {});
+    ~SqliteStore() override;
+    SqliteStore(const SqliteStore&) = delete;
+    SqliteStore& operator=(const SqliteStore&) = delete;
+
+    std::optional<User> findUser(std::string_view username) override;
+    std::vector<User> listUsers() override;
+    bool addUser(const NewUser& user, Seconds now, bool replace) override;
+    void importUsers(const std::vector<NewUser>& users, Seconds now) override;
+    bool removeUser(std::string_view username) override;
+    bool setState(std::string_view username, UserState state, Seconds now) override;
+    bool resetSecret(std::string_view username, std::string_view sealedSecret,
+                     Seconds now) override;
+    bool acceptStep(std::string_view username, std::int64_t step, UserState requiredState,
+                    Seconds now) override;
+    bool confirmWithStep(std::string_view username, std::int64_t step, Seconds now) override;
+    FailureOutcome recordFailure(std::string_view username, const LockoutPolicy& policy,
+                                 Seconds now) override;
+    bool unlock(std::string_view username, Seconds now) override;
+    bool openGrant(std::string_view username, Seconds until, Seconds now) override;
+    bool revokeGrant(std::string_view username, Seconds now) override;
+    bool replaceRecoveryCodes(std::string_view username, const std::vector<std::string>& hashes,
+                              Seconds now) override;
+    bool consumeRecoveryCode(std::string_view username, std::string_view code,
+                             Seconds now) override;
+    void appendAudit(const AuditEvent& event) override;
+    std::vector<AuditEvent> listAudit(const AuditFilter& filter) override;
+    void resealAll(const std::function<std::string(const std::string&, const std::string&)>& reseal,
+                   std::string_view newKeyFingerprint) override;
+    std::optional<std::string> keyFingerprint() override;
+    void setKeyFingerprintIfUnset(std::string_view fingerprint) override;
+    int countUsers(UserState state) override;
+    int countLocked(Seconds now) override;
+    void ping() override;
+
+    /// The newest applied migration. @throw StoreError when the database fails.
+    int schemaVersion();
+    /// The path the store was opened with.
+    const std::string& path() const { return path_; }
+
+private:
+    using Pool = ConnectionPool<SQLite::Database>;
+    enum class Access { Read, Write };
+
+    /// Runs `fn(SQLite::Database&)` on a pooled connection and turns a SQLite::Exception into a
+    /// StoreError "cannot <action> '<subject>' in database '<path>': <sqlite message>".
+    template <typename Fn>
+    auto withConnection(Access access, std::string_view action, std::string_view subject, Fn&& fn);
+
+    std::string path_;
+    std::chrono::milliseconds busyTimeout_;
+    /// Held by every write of this store: SQLite lets one writer in at a time anyway, and waiting
+    /// on a mutex hands over at once where SQLite's busy handler would poll and sleep. Writers in
+    /// other processes (or other stores) still meet at SQLite's lock and the busy timeout.
+    std::timed_mutex writer_;
+    std::unique_ptr<Pool> pool_;
+};
+
+}  // namespace twostep::core
