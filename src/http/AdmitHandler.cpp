@@ -2,9 +2,13 @@
 
 #include <Poco/Exception.h>
 #include <Poco/Net/HTTPServerRequest.h>
+#include <Poco/Net/HTTPServerRequestImpl.h>
+#include <Poco/Net/StreamSocket.h>
+#include <Poco/Timespan.h>
 #include <Poco/Net/HTTPServerResponse.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <exception>
 #include <istream>
@@ -32,6 +36,25 @@ std::size_t readInto(std::istream& in, std::string& into, std::size_t offset, st
         got += static_cast<std::size_t>(in.gcount());
     }
     return got;
+}
+
+/// After an early 413 the client may still be sending its body. Closing with unread data makes
+/// the kernel answer with a reset, which can destroy the 413 before the client reads it; so, like
+/// nginx's lingering close, read and throw away what keeps arriving, bounded in time and bytes.
+void discardRest(Poco::Net::HTTPServerRequest& request) {
+    constexpr auto MaxLinger = std::chrono::seconds(2);
+    constexpr std::size_t MaxDiscard = 64 * 1024 * 1024;
+    if (auto* impl = dynamic_cast<Poco::Net::HTTPServerRequestImpl*>(&request)) {
+        impl->socket().setReceiveTimeout(Poco::Timespan(0, 500'000));  // a pause ends it
+    }
+    std::istream& in = request.stream();
+    const auto deadline = Clock::now() + MaxLinger;
+    std::array<char, 16 * 1024> scratch;
+    std::size_t discarded = 0;
+    while (in.good() && discarded < MaxDiscard && Clock::now() < deadline) {
+        in.read(scratch.data(), static_cast<std::streamsize>(scratch.size()));
+        discarded += static_cast<std::size_t>(in.gcount());
+    }
 }
 
 }  // namespace
@@ -71,6 +94,9 @@ std::optional<std::string> AdmitHandler::readBody(Poco::Net::HTTPServerRequest& 
         // The rest of the body is not read, so the connection cannot be reused.
         response.setKeepAlive(false);
         sendResponse(response, services_.metrics, status, TextPlain, reason + "\n");
+        if (status == 413) {
+            discardRest(request);
+        }
         services_.log.warn("request refused", {{"endpoint", toString(endpoint_)},
                                                {"status", std::int64_t{status}},
                                                {"reason", reason}});
@@ -130,6 +156,10 @@ void AdmitHandler::serve(Poco::Net::HTTPServerRequest& request,
     if (outcome.record) {
         services_.log.decision(toString(endpoint_), *outcome.record, took.count() * 1000.0,
                                outcome.error);
+    } else if (!outcome.error.empty()) {
+        services_.log.error("request failed", {{"endpoint", toString(endpoint_)},
+                                               {"status", std::int64_t{outcome.httpStatus}},
+                                               {"error", outcome.error}});
     } else if (outcome.httpStatus != 200) {
         services_.log.warn("request refused", {{"endpoint", toString(endpoint_)},
                                                {"status", std::int64_t{outcome.httpStatus}},

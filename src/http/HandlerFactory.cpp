@@ -6,6 +6,7 @@
 
 #include <array>
 #include <exception>
+#include <ostream>
 #include <string>
 
 #include "core/Clock.hpp"
@@ -145,7 +146,11 @@ void sendResponse(Poco::Net::HTTPServerResponse& response, Metrics& metrics, int
         response.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
         response.setContentType(std::string(contentType));
         response.setContentLength64(static_cast<Poco::Int64>(body.size()));
-        response.sendBuffer(body.data(), body.size());
+        // Not sendBuffer(): its header stream is only flushed when the response object dies,
+        // and a 413 must reach the client before the handler lingers on the connection.
+        std::ostream& out = response.send();
+        out.write(body.data(), static_cast<std::streamsize>(body.size()));
+        out.flush();
     } catch (...) {
         // The client went away or the socket failed; there is nobody left to answer.
     }

@@ -54,7 +54,7 @@ private:
 /// The path part of a request target: "/validate?timeout=5s" -> "/validate".
 std::string_view pathOf(std::string_view uri);
 
-/// Sends a complete short response (Content-Length set, one write) and counts non-200 answers.
+/// Sends a complete response (Content-Length set, flushed) and counts non-200 answers.
 /// Never throws: a client that went away is not an error worth more than the log line POCO skips.
 void sendResponse(Poco::Net::HTTPServerResponse& response, Metrics& metrics, int status,
                   std::string_view contentType, std::string_view body) noexcept;

@@ -345,7 +345,9 @@ void defineServerOptions(Poco::Util::OptionSet& options,
                          Poco::Util::AbstractConfiguration& config) {
     for (const FlagSpec& flag : Flags) {
         Poco::Util::Option option(std::string(flag.name), "", std::string(flag.help));
-        option.required(false).repeatable(flag.repeatable);
+        // Every flag may be repeated: lists collect, single values take the last (as Go's flag
+        // package does, so a manifest patch that appends a flag overrides the base).
+        option.required(false).repeatable(true);
         if (!flag.argument.empty()) {
             option.argument(std::string(flag.argument));
         }
