@@ -4,6 +4,7 @@
 #include <cassert>
 
 #include "core/Error.hpp"
+#include "core/PostgresStore.hpp"
 #include "core/SqliteStore.hpp"
 
 namespace twostep::core {
@@ -51,9 +52,9 @@ std::unique_ptr<Store> openSqlite(const std::string& url) {
     return std::make_unique<SqliteStore>(std::move(path));
 }
 
-std::unique_ptr<Store> openPostgres(const std::string& /*url*/) {
-    // The URL may carry a password: never put it in a message.
-    throw StoreError("postgresql support is not built into this binary yet");
+std::unique_ptr<Store> openPostgres(const std::string& url) {
+    // PostgresStore never puts the URL's password in a message.
+    return std::make_unique<PostgresStore>(url);
 }
 
 // Checked in order; a value matching none is a SQLite file path.

@@ -1,0 +1,901 @@
+#include "core/PostgresStore.hpp"
+
+#include <libpq-fe.h>
+#include <poll.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cstdlib>
+#include <limits>
+#include <pqxx/pqxx>
+#include <utility>
+
+#include "core/ConnectionPool.hpp"
+#include "core/Error.hpp"
+#include "core/Hex.hpp"
+#include "core/Migrations.hpp"
+#include "core/RecoveryCodes.hpp"
+
+namespace twostep::core {
+
+namespace {
+
+/// True when an idle connection can no longer be used: closed, or its socket readable while no
+/// query is running, which means the server closed it (restart, admin shutdown, idle timeout) or
+/// sent something unsolicited. Either way a fresh connection is the safe choice.
+bool looksDead(const pqxx::connection& connection) noexcept {
+    if (!connection.is_open()) {
+        return true;
+    }
+    pollfd socket{connection.sock(), POLLIN, 0};
+    if (socket.fd < 0) {
+        return true;
+    }
+    return ::poll(&socket, 1, 0) != 0;
+}
+
+}  // namespace
+
+/// The pool of libpqxx connections (one thread at a time each). A connection that broke is closed
+/// rather than returned, and an idle one the server closed is noticed before it is handed out, so
+/// after a database restart the pool refills itself with fresh connections.
+class PostgresConnectionPool : public ConnectionPool<pqxx::connection> {
+public:
+    PostgresConnectionPool(std::string conninfo, const PostgresOptions& options)
+        : ConnectionPool(
+              [conninfo = std::move(conninfo),
+               timeout = std::to_string(std::max(0, options.statementTimeoutMs))] {
+                  auto connection = std::make_unique<pqxx::connection>(conninfo);
+                  // Every statement of the session is bounded: a stuck lock or a slow server
+                  // becomes a StoreError (so a denial) instead of a hung admission request.
+                  connection->set_variable("statement_timeout", timeout);
+                  return connection;
+              },
+              [](pqxx::connection& connection) { return !looksDead(connection); },
+              options.poolSize, std::chrono::milliseconds(std::max(0, options.acquireTimeoutMs))) {}
+};
+
+namespace {
+
+constexpr const char* KeyFingerprintKey = "key_fingerprint";
+/// The advisory lock that serialises migrations across replicas ("twostep\x01" as a number).
+constexpr std::int64_t MigrationLockKey = 0x74776f7374657001;
+
+// --- Connection URLs --------------------------------------------------------------------------
+
+/// What PostgresStore needs from a URL: libpq's connection string without our own parameters, a
+/// description for messages, and the password forms to keep out of every message.
+struct ConnectTarget {
+    std::string conninfo;
+    std::string description;
+    std::vector<std::string> secrets;
+};
+
+/// Percent-decoding, leaving malformed escapes as they are (only used to find secrets to redact).
+std::string percentDecode(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const int high = i + 2 < text.size() ? hex::digitValue(text[i + 1]) : -1;
+        const int low = i + 2 < text.size() ? hex::digitValue(text[i + 2]) : -1;
+        if (text[i] == '%' && high >= 0 && low >= 0) {
+            out += static_cast<char>(high * 16 + low);
+            i += 2;
+        } else {
+            out += text[i];
+        }
+    }
+    return out;
+}
+
+/// The position range of the password in a URL's user info, if it has one.
+std::optional<std::pair<std::size_t, std::size_t>> userInfoPassword(std::string_view url) {
+    const std::size_t scheme = url.find("://");
+    if (scheme == std::string_view::npos) {
+        return std::nullopt;
+    }
+    const std::size_t start = scheme + 3;
+    const std::size_t authorityEnd = url.find_first_of("/?#", start);
+    const std::string_view authority =
+        url.substr(start, authorityEnd == std::string_view::npos ? authorityEnd : authorityEnd - start);
+    const std::size_t at = authority.rfind('@');
+    if (at == std::string_view::npos) {
+        return std::nullopt;
+    }
+    const std::size_t colon = authority.substr(0, at).find(':');
+    if (colon == std::string_view::npos) {
+        return std::nullopt;
+    }
+    return std::pair{start + colon + 1, start + at};
+}
+
+/// Splits a URL query "a=1&b=2" (without the '?') into its parameters.
+std::vector<std::pair<std::string, std::string>> splitQuery(std::string_view query) {
+    std::vector<std::pair<std::string, std::string>> parameters;
+    while (!query.empty()) {
+        const std::size_t amp = query.find('&');
+        const std::string_view item = query.substr(0, amp);
+        const std::size_t eq = item.find('=');
+        parameters.emplace_back(std::string(item.substr(0, eq)),
+                                eq == std::string_view::npos ? std::string()
+                                                             : std::string(item.substr(eq + 1)));
+        query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    }
+    return parameters;
+}
+
+/// Every form of the password a message might echo: as written in the URL and decoded.
+std::vector<std::string> urlSecrets(std::string_view url) {
+    std::vector<std::string> secrets;
+    const auto add = [&](std::string_view raw) {
+        if (!raw.empty()) {
+            secrets.emplace_back(raw);
+            secrets.push_back(percentDecode(raw));
+        }
+    };
+    if (const auto range = userInfoPassword(url)) {
+        add(url.substr(range->first, range->second - range->first));
+    }
+    if (const std::size_t mark = url.find('?'); mark != std::string_view::npos) {
+        for (const auto& [key, value] : splitQuery(url.substr(mark + 1))) {
+            if (key == "password") {
+                add(value);
+            }
+        }
+    }
+    return secrets;
+}
+
+/// `text` with every occurrence of each secret replaced by "***".
+std::string scrub(std::string text, const std::vector<std::string>& secrets) {
+    for (const std::string& secret : secrets) {
+        if (secret.empty()) {
+            continue;
+        }
+        for (std::size_t at = text.find(secret); at != std::string::npos;
+             at = text.find(secret, at + 3)) {
+            text.replace(at, secret.size(), "***");
+        }
+    }
+    return text;
+}
+
+/// The first line of a libpq or server message, without "ERROR:  " and trailing blanks: the
+/// DETAIL lines that follow can quote a whole row (a sealed secret included), so they stay out.
+std::string firstLine(std::string_view message) {
+    message = message.substr(0, message.find('\n'));
+    for (const std::string_view prefix : {"ERROR:  ", "FATAL:  "}) {
+        if (message.starts_with(prefix)) {
+            message.remove_prefix(prefix.size());
+        }
+    }
+    while (!message.empty() && (message.back() == ' ' || message.back() == '\r')) {
+        message.remove_suffix(1);
+    }
+    return std::string(message);
+}
+
+int parsePositive(std::string_view name, std::string_view value, int max) {
+    int parsed = 0;
+    const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), parsed);
+    if (error != std::errc() || end != value.data() + value.size() || parsed < 1 ||
+        parsed > max) {
+        throw StoreError("invalid " + std::string(name) + " '" + std::string(value) +
+                         "' in the postgresql url; expected a whole number from 1 to " +
+                         std::to_string(max));
+    }
+    return parsed;
+}
+
+/// Takes twostep's own parameters (pool_size, statement_timeout) out of a URL's query, since
+/// libpq refuses parameters it does not know, and applies them to `options`.
+std::string takeOwnParameters(const std::string& url, PostgresOptions& options) {
+    const std::size_t mark = url.find('?');
+    if (mark == std::string::npos || url.find("://") == std::string::npos) {
+        return url;
+    }
+    const std::size_t fragment = url.find('#', mark);
+    std::string kept;
+    for (const auto& [key, value] :
+         splitQuery(std::string_view(url).substr(mark + 1, fragment == std::string::npos
+                                                               ? std::string::npos
+                                                               : fragment - mark - 1))) {
+        if (key == "pool_size") {
+            options.poolSize = parsePositive(key, value, 1000);
+        } else if (key == "statement_timeout") {
+            options.statementTimeoutMs = parsePositive(key, value, 24 * 3600 * 1000);
+        } else {
+            kept += kept.empty() ? "" : "&";
+            kept += key;
+            kept += '=';
+            kept += value;
+        }
+    }
+    std::string stripped = url.substr(0, mark);
+    if (!kept.empty()) {
+        stripped += '?';
+        stripped += kept;
+    }
+    return stripped;
+}
+
+/// A value quoted for libpq's keyword=value form.
+std::string quoteConninfo(std::string_view value) {
+    std::string quoted = "'";
+    for (const char c : value) {
+        if (c == '\'' || c == '\\') {
+            quoted += '\\';
+        }
+        quoted += c;
+    }
+    quoted += '\'';
+    return quoted;
+}
+
+ConnectTarget parseTarget(const std::string& url, PostgresOptions& options) {
+    ConnectTarget target;
+    target.secrets = urlSecrets(url);
+    const std::string stripped = takeOwnParameters(url, options);
+
+    char* rawError = nullptr;
+    PQconninfoOption* parsed = PQconninfoParse(stripped.c_str(), &rawError);
+    const std::unique_ptr<PQconninfoOption, decltype(&PQconninfoFree)> owner(parsed,
+                                                                             &PQconninfoFree);
+    if (parsed == nullptr) {
+        const std::string reason = rawError != nullptr ? firstLine(rawError) : "out of memory";
+        PQfreemem(rawError);
+        throw StoreError("invalid postgresql url '" + redactPostgresUrl(url) +
+                         "': " + scrub(reason, target.secrets));
+    }
+
+    std::string host;
+    std::string port;
+    std::string dbname;
+    bool hasConnectTimeout = std::getenv("PGCONNECT_TIMEOUT") != nullptr;
+    bool hasApplicationName = std::getenv("PGAPPNAME") != nullptr;
+    for (const PQconninfoOption* option = parsed; option->keyword != nullptr; ++option) {
+        if (option->val == nullptr) {
+            continue;
+        }
+        const std::string_view keyword = option->keyword;
+        const std::string_view value = option->val;
+        if (keyword == "password") {
+            target.secrets.emplace_back(value);
+        } else if (keyword == "host") {
+            host = value;
+        } else if (keyword == "hostaddr" && host.empty()) {
+            host = value;
+        } else if (keyword == "port") {
+            port = value;
+        } else if (keyword == "dbname") {
+            dbname = value;
+        } else if (keyword == "connect_timeout") {
+            hasConnectTimeout = true;
+        } else if (keyword == "application_name") {
+            hasApplicationName = true;
+        }
+        // Everything is passed on as given, sslmode and the other TLS settings included.
+        target.conninfo += std::string(keyword) + "=" + quoteConninfo(value) + " ";
+    }
+    if (!hasConnectTimeout) {
+        target.conninfo += "connect_timeout=" + std::to_string(options.connectTimeoutSeconds) + " ";
+    }
+    if (!hasApplicationName) {
+        target.conninfo += "application_name=twostep ";
+    }
+    target.description = "postgresql://" + (host.empty() ? std::string("localhost") : host) +
+                         (port.empty() ? "" : ":" + port) + "/" + dbname;
+    return target;
+}
+
+// --- Schema ---------------------------------------------------------------------------------------
+
+int readSchemaVersion(pqxx::transaction_base& tx) {
+    // A catalog query, not to_regclass(): inside the migration transaction, after waiting for
+    // the advisory lock, to_regclass() can answer from this session's stale catalog cache and
+    // miss a table another replica has just created; a query sees every committed row.
+    const pqxx::row exists = tx.exec1(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_tables "
+        "WHERE schemaname = current_schema() AND tablename = 'schema_version')");
+    if (!exists[0].as<bool>()) {
+        return 0;
+    }
+    return tx.exec1("SELECT COALESCE(MAX(version), 0) FROM schema_version")[0].as<int>();
+}
+
+/// Applies the embedded migrations the database lacks, each in its own transaction together with
+/// its schema_version row, under a transaction-level advisory lock: replicas that start together
+/// take turns, and each re-reads the version once it holds the lock.
+void migrate(pqxx::connection& connection, const std::string& description) {
+    const std::span<const Migration> migrations = embeddedMigrations(SqlDialect::Postgresql);
+    const int newest = newestVersion(migrations);
+    int current = 0;
+    {
+        pqxx::read_transaction tx(connection);
+        current = readSchemaVersion(tx);
+    }
+    refuseNewerSchema(current, newest);
+    for (const Migration& migration : migrations) {
+        if (migration.version <= current) {
+            continue;
+        }
+        try {
+            pqxx::work tx(connection);
+            // A large migration may take longer than a request may; it is still bounded.
+            tx.exec0("SET LOCAL statement_timeout = '5min'");
+            tx.exec_params("SELECT pg_advisory_xact_lock($1)", MigrationLockKey);
+            current = readSchemaVersion(tx);
+            refuseNewerSchema(current, newest);
+            if (migration.version <= current) {
+                continue;  // another replica applied it while this one waited; tx rolls back
+            }
+            tx.exec0(std::string(migration.sql));
+            tx.exec_params0("INSERT INTO schema_version (version, name, applied_at) "
+                            "VALUES ($1, $2, EXTRACT(EPOCH FROM now())::bigint)",
+                            migration.version, std::string(migration.name));
+            tx.commit();
+            current = migration.version;
+        } catch (const pqxx::failure& e) {
+            throw StoreError("cannot apply migration " + std::string(migration.file) +
+                             " to database '" + description + "': " + firstLine(e.what()));
+        }
+    }
+}
+
+// --- Rows ---------------------------------------------------------------------------------------
+
+std::optional<UserState> parseUserState(std::string_view text) {
+    for (const UserState state : {UserState::Pending, UserState::Active, UserState::Disabled}) {
+        if (text == toString(state)) {
+            return state;
+        }
+    }
+    return std::nullopt;
+}
+
+std::optional<std::int64_t> optionalInt64(const pqxx::field& field) {
+    if (field.is_null()) {
+        return std::nullopt;
+    }
+    return field.as<std::int64_t>();
+}
+
+std::string text(std::string_view value) { return std::string(value); }
+
+std::string text(UserState state) { return std::string(toString(state)); }
+
+pqxx::binarystring bytes(std::string_view value) {
+    return pqxx::binarystring(value.data(), value.size());
+}
+
+constexpr const char* SelectUsers =
+    "SELECT username, sealed_secret, issuer, algorithm, digits, period, state, last_step, "
+    "failures, lockouts, locked_until, grant_until, created_at, updated_at, "
+    "(SELECT COUNT(*) FROM recovery_codes AS r WHERE r.username = users.username) "
+    "FROM users";
+
+User readUser(const pqxx::row& row) {
+    User user;
+    user.username = row[0].as<std::string>();
+    user.sealedSecret = pqxx::binarystring(row[1]).str();
+    user.issuer = row[2].as<std::string>();
+    const std::string algorithm = row[3].as<std::string>();
+    const std::optional<Algorithm> parsedAlgorithm = parseAlgorithm(algorithm);
+    if (!parsedAlgorithm) {
+        throw StoreError("user '" + user.username + "' has an unknown algorithm '" + algorithm +
+                         "' in the database");
+    }
+    user.params.algorithm = *parsedAlgorithm;
+    user.params.digits = row[4].as<int>();
+    user.params.period = row[5].as<int>();
+    const std::string state = row[6].as<std::string>();
+    const std::optional<UserState> parsedState = parseUserState(state);
+    if (!parsedState) {
+        throw StoreError("user '" + user.username + "' has an unknown state '" + state +
+                         "' in the database");
+    }
+    user.state = *parsedState;
+    user.lastStep = optionalInt64(row[7]);
+    user.failures = row[8].as<int>();
+    user.lockouts = row[9].as<int>();
+    user.lockedUntil = optionalInt64(row[10]);
+    user.grantUntil = optionalInt64(row[11]);
+    user.createdAt = row[12].as<std::int64_t>();
+    user.updatedAt = row[13].as<std::int64_t>();
+    user.recoveryCodesLeft = row[14].as<int>();
+    return user;
+}
+
+/// Inserts a fresh user unless the username exists; true when inserted.
+bool insertUser(pqxx::transaction_base& tx, const NewUser& user, Seconds now) {
+    const pqxx::result inserted = tx.exec_params(
+        "INSERT INTO users (username, sealed_secret, issuer, algorithm, digits, period, state, "
+        "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) "
+        "ON CONFLICT (username) DO NOTHING",
+        user.username, bytes(user.sealedSecret), user.issuer,
+        std::string(toString(user.params.algorithm)), user.params.digits, user.params.period,
+        text(user.state), now);
+    return inserted.affected_rows() == 1;
+}
+
+/// Runs a one-statement update bound as ($1 username, $2 now, $3... extra) in autocommit mode;
+/// true when a row matched.
+template <typename... Extra>
+bool updateUser(pqxx::connection& connection, const char* sql, std::string_view username,
+                Seconds now, const Extra&... extra) {
+    pqxx::nontransaction tx(connection);
+    return tx.exec_params(sql, text(username), now, extra...).affected_rows() == 1;
+}
+
+/// Whether a database error leaves the connection usable: statement errors (constraints, a
+/// cancelled statement) do; connection failures and server shutdowns (SQLSTATE class 08, 57P)
+/// do not, nor does anything unexpected.
+bool connectionSurvives(const pqxx::sql_error& error) {
+    const std::string& state = error.sqlstate();
+    return !state.empty() && !state.starts_with("08") && !state.starts_with("57P");
+}
+
+}  // namespace
+
+std::string redactPostgresUrl(std::string_view url) {
+    std::string redacted(url);
+    if (const auto range = userInfoPassword(redacted)) {
+        redacted.replace(range->first, range->second - range->first, "***");
+    }
+    if (const std::size_t mark = redacted.find('?'); mark != std::string::npos) {
+        std::string query;
+        for (const auto& [key, value] : splitQuery(std::string_view(redacted).substr(mark + 1))) {
+            query += query.empty() ? "" : "&";
+            query += key + "=" + (key == "password" ? std::string("***") : value);
+        }
+        redacted = redacted.substr(0, mark + 1) + query;
+    }
+    return redacted;
+}
+
+template <typename Fn>
+auto PostgresStore::withConnection(std::string_view action, std::string_view subject, Fn&& fn) {
+    const auto fail = [&](std::string_view reason) {
+        std::string message = "cannot ";
+        message += action;
+        if (!subject.empty()) {
+            message += " '";
+            message += subject;
+            message += "'";
+        }
+        message += " in database '" + description_ + "': ";
+        message += reason;
+        return StoreError(scrub(std::move(message), secrets_));
+    };
+    try {
+        PostgresConnectionPool::Lease lease = pool_->acquire();
+        try {
+            return fn(lease.connection());
+        } catch (const pqxx::sql_error& e) {
+            if (!connectionSurvives(e)) {
+                lease.markBroken();
+            }
+            throw;
+        } catch (const pqxx::failure&) {
+            // broken_connection, in_doubt_error and the like: this connection is done.
+            lease.markBroken();
+            throw;
+        }
+    } catch (const pqxx::pqxx_exception& e) {
+        throw fail(firstLine(e.base().what()));
+    } catch (const PoolTimeout& e) {
+        throw fail(e.what());
+    }
+}
+
+PostgresStore::PostgresStore(const std::string& url, PostgresOptions options)
+    : options_(options) {
+    ConnectTarget target = parseTarget(url, options_);
+    description_ = std::move(target.description);
+    secrets_ = std::move(target.secrets);
+    pool_ = std::make_unique<PostgresConnectionPool>(std::move(target.conninfo), options_);
+    try {
+        PostgresConnectionPool::Lease lease = pool_->acquire();
+        migrate(lease.connection(), description_);
+    } catch (const StoreError& e) {
+        throw StoreError(scrub(e.what(), secrets_));
+    } catch (const pqxx::pqxx_exception& e) {
+        throw StoreError(scrub("cannot open database '" + description_ +
+                                   "': " + firstLine(e.base().what()),
+                               secrets_));
+    } catch (const PoolTimeout& e) {
+        throw StoreError("cannot open database '" + description_ + "': " + e.what());
+    }
+}
+
+// Closing a connection never throws: libpqxx's connection destructor swallows errors.
+PostgresStore::~PostgresStore() = default;
+
+std::optional<User> PostgresStore::findUser(std::string_view username) {
+    return withConnection(
+        "read user", username, [&](pqxx::connection& connection) -> std::optional<User> {
+            pqxx::nontransaction tx(connection);
+            const pqxx::result rows = tx.exec_params(
+                std::string(SelectUsers) + " WHERE username = $1", text(username));
+            if (rows.empty()) {
+                return std::nullopt;
+            }
+            return readUser(rows[0]);
+        });
+}
+
+std::vector<User> PostgresStore::listUsers() {
+    return withConnection("list users", {}, [&](pqxx::connection& connection) {
+        pqxx::nontransaction tx(connection);
+        std::vector<User> users;
+        for (const pqxx::row& row : tx.exec(std::string(SelectUsers) + " ORDER BY username")) {
+            users.push_back(readUser(row));
+        }
+        return users;
+    });
+}
+
+bool PostgresStore::addUser(const NewUser& user, Seconds now, bool replace) {
+    return withConnection("add user", user.username, [&](pqxx::connection& connection) {
+        pqxx::work tx(connection);
+        if (replace) {
+            // A replaced user starts over: the cascade also drops its recovery codes.
+            tx.exec_params0("DELETE FROM users WHERE username = $1", user.username);
+        }
+        if (!insertUser(tx, user, now)) {
+            return false;
+        }
+        tx.commit();
+        return true;
+    });
+}
+
+void PostgresStore::importUsers(const std::vector<NewUser>& users, Seconds now) {
+    withConnection("import users", {}, [&](pqxx::connection& connection) {
+        pqxx::work tx(connection);
+        for (const NewUser& user : users) {
+            if (!insertUser(tx, user, now)) {
+                // The transaction rolls back: an import is all or nothing.
+                throw StoreError("cannot import users: user '" + user.username +
+                                 "' already exists; nothing was imported");
+            }
+        }
+        tx.commit();
+    });
+}
+
+bool PostgresStore::removeUser(std::string_view username) {
+    return withConnection("remove user", username, [&](pqxx::connection& connection) {
+        // Recovery codes go with the user (ON DELETE CASCADE); the audit log stays.
+        pqxx::nontransaction tx(connection);
+        return tx.exec_params("DELETE FROM users WHERE username = $1", text(username))
+                   .affected_rows() == 1;
+    });
+}
+
+bool PostgresStore::setState(std::string_view username, UserState state, Seconds now) {
+    return withConnection("set the state of user", username, [&](pqxx::connection& connection) {
+        return updateUser(connection,
+                          "UPDATE users SET state = $3, updated_at = $2, "
+                          "grant_until = CASE WHEN $3 = 'disabled' THEN NULL ELSE grant_until END "
+                          "WHERE username = $1",
+                          username, now, text(state));
+    });
+}
+
+bool PostgresStore::resetSecret(std::string_view username, std::string_view sealedSecret,
+                                Seconds now) {
+    return withConnection(
+        "reset the secret of user", username, [&](pqxx::connection& connection) {
+            pqxx::work tx(connection);
+            const pqxx::result updated = tx.exec_params(
+                "UPDATE users SET sealed_secret = $3, state = 'pending', last_step = NULL, "
+                "failures = 0, lockouts = 0, locked_until = NULL, grant_until = NULL, "
+                "updated_at = $2 WHERE username = $1",
+                text(username), now, bytes(sealedSecret));
+            if (updated.affected_rows() != 1) {
+                return false;
+            }
+            // Codes made for the old secret's owner must not survive a reset.
+            tx.exec_params0("DELETE FROM recovery_codes WHERE username = $1", text(username));
+            tx.commit();
+            return true;
+        });
+}
+
+bool PostgresStore::acceptStep(std::string_view username, std::int64_t step,
+                               UserState requiredState, Seconds now) {
+    return withConnection(
+        "accept a time step for user", username, [&](pqxx::connection& connection) {
+            // The replay compare-and-set in one statement. A concurrent caller (thread, process
+            // or replica) with the same step waits for this row lock and then re-checks the WHERE
+            // clause against the committed row (READ COMMITTED), so exactly one changes the row.
+            return updateUser(connection,
+                              "UPDATE users SET last_step = $3, failures = 0, lockouts = 0, "
+                              "locked_until = NULL, updated_at = $2 "
+                              "WHERE username = $1 AND state = $4 "
+                              "AND (last_step IS NULL OR last_step < $3)",
+                              username, now, step, text(requiredState));
+        });
+}
+
+bool PostgresStore::confirmWithStep(std::string_view username, std::int64_t step, Seconds now) {
+    return withConnection("confirm user", username, [&](pqxx::connection& connection) {
+        return updateUser(connection,
+                          "UPDATE users SET state = 'active', last_step = $3, failures = 0, "
+                          "lockouts = 0, locked_until = NULL, updated_at = $2 "
+                          "WHERE username = $1 AND state = 'pending' "
+                          "AND (last_step IS NULL OR last_step < $3)",
+                          username, now, step);
+    });
+}
+
+FailureOutcome PostgresStore::recordFailure(std::string_view username,
+                                            const LockoutPolicy& policy, Seconds now) {
+    return withConnection(
+        "record a failure for user", username, [&](pqxx::connection& connection) {
+            // Read and write under the row lock (SELECT ... FOR UPDATE), so concurrent failures
+            // are all counted and two of them never both start a lockout.
+            pqxx::work tx(connection);
+            const pqxx::result read = tx.exec_params(
+                "SELECT failures, lockouts FROM users WHERE username = $1 FOR UPDATE",
+                text(username));
+            FailureOutcome outcome;
+            if (read.empty()) {
+                return outcome;  // unknown user: nothing to count
+            }
+            constexpr int Max = std::numeric_limits<int>::max();
+            const int failures = read[0][0].as<int>();
+            int lockouts = read[0][1].as<int>();
+            outcome.failures = failures < Max ? failures + 1 : Max;
+            if (outcome.failures >= std::max(1, policy.maxFailures)) {
+                lockouts = lockouts < Max ? lockouts + 1 : Max;
+                outcome.lockedUntil = now + policy.lockFor(lockouts);
+                outcome.failures = 0;  // a new streak starts when the lock ends
+            }
+            const std::string lockedUntil =
+                outcome.lockedUntil ? std::to_string(*outcome.lockedUntil) : std::string();
+            tx.exec_params0("UPDATE users SET failures = $3, lockouts = $4, "
+                            "locked_until = COALESCE($5::bigint, locked_until), updated_at = $2 "
+                            "WHERE username = $1",
+                            text(username), now, outcome.failures, lockouts,
+                            outcome.lockedUntil ? lockedUntil.c_str() : nullptr);
+            tx.commit();
+            return outcome;
+        });
+}
+
+bool PostgresStore::unlock(std::string_view username, Seconds now) {
+    return withConnection("unlock user", username, [&](pqxx::connection& connection) {
+        return updateUser(connection,
+                          "UPDATE users SET failures = 0, lockouts = 0, locked_until = NULL, "
+                          "updated_at = $2 WHERE username = $1",
+                          username, now);
+    });
+}
+
+bool PostgresStore::openGrant(std::string_view username, Seconds until, Seconds now) {
+    return withConnection("open a grant for user", username, [&](pqxx::connection& connection) {
+        // Opening extends, never shortens: two overlapping unlocks keep the later end.
+        return updateUser(connection,
+                          "UPDATE users SET grant_until = GREATEST(COALESCE(grant_until, $3), $3), "
+                          "updated_at = $2 WHERE username = $1",
+                          username, now, until);
+    });
+}
+
+bool PostgresStore::revokeGrant(std::string_view username, Seconds now) {
+    return withConnection(
+        "revoke the grant of user", username, [&](pqxx::connection& connection) {
+            return updateUser(connection,
+                              "UPDATE users SET grant_until = NULL, updated_at = $2 "
+                              "WHERE username = $1",
+                              username, now);
+        });
+}
+
+bool PostgresStore::replaceRecoveryCodes(std::string_view username,
+                                         const std::vector<std::string>& hashes, Seconds now) {
+    return withConnection(
+        "replace the recovery codes of user", username, [&](pqxx::connection& connection) {
+            // The user's row is locked first, as in every transaction that touches both tables,
+            // so two of them never wait for each other's locks.
+            pqxx::work tx(connection);
+            const pqxx::result updated = tx.exec_params(
+                "UPDATE users SET updated_at = $2 WHERE username = $1", text(username), now);
+            if (updated.affected_rows() != 1) {
+                return false;
+            }
+            tx.exec_params0("DELETE FROM recovery_codes WHERE username = $1", text(username));
+            for (const std::string& hash : hashes) {
+                tx.exec_params0(
+                    "INSERT INTO recovery_codes (username, hash, created_at) VALUES ($1, $2, $3)",
+                    text(username), hash, now);
+            }
+            tx.commit();
+            return true;
+        });
+}
+
+bool PostgresStore::consumeRecoveryCode(std::string_view username, std::string_view code,
+                                        Seconds now) {
+    return withConnection(
+        "use a recovery code of user", username, [&](pqxx::connection& connection) {
+            // The user's row lock serialises callers for this user: the read, the match and the
+            // delete happen under it, and the delete is conditional as well, so of concurrent
+            // callers with the same code exactly one succeeds.
+            pqxx::work tx(connection);
+            const pqxx::result user = tx.exec_params(
+                "SELECT 1 FROM users WHERE username = $1 FOR UPDATE", text(username));
+            if (user.empty()) {
+                return false;
+            }
+            const pqxx::result codes = tx.exec_params(
+                "SELECT id, hash FROM recovery_codes WHERE username = $1 ORDER BY id",
+                text(username));
+            std::optional<std::int64_t> match;
+            for (const pqxx::row& row : codes) {
+                // Every hash is checked, so the time taken does not tell which code matched.
+                const bool matches = matchesRecoveryCode(code, row[1].as<std::string>());
+                if (matches && !match) {
+                    match = row[0].as<std::int64_t>();
+                }
+            }
+            if (!match) {
+                return false;
+            }
+            const pqxx::result removed =
+                tx.exec_params("DELETE FROM recovery_codes WHERE id = $1 AND username = $2",
+                               *match, text(username));
+            if (removed.affected_rows() != 1) {
+                return false;
+            }
+            tx.exec_params0("UPDATE users SET failures = 0, updated_at = $2 WHERE username = $1",
+                            text(username), now);
+            tx.commit();
+            return true;
+        });
+}
+
+void PostgresStore::appendAudit(const AuditEvent& event) {
+    withConnection("append to the audit log", {}, [&](pqxx::connection& connection) {
+        pqxx::nontransaction tx(connection);
+        tx.exec_params0(
+            "INSERT INTO audit_events (time, username, operation, resource, subresource, "
+            "namespace, name, decision, reason, uid) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            event.time, event.username, event.operation, event.resource, event.subResource,
+            event.nameSpace, event.name, event.decision, event.reason, event.uid);
+    });
+}
+
+std::vector<AuditEvent> PostgresStore::listAudit(const AuditFilter& filter) {
+    if (filter.limit <= 0) {
+        return {};
+    }
+    // Only the conditions in use go into the query, so the (username, time) or (time) index
+    // applies; "$1 IS NULL OR ..." would defeat both.
+    std::string sql =
+        "SELECT id, time, username, operation, resource, subresource, namespace, name, decision, "
+        "reason, uid FROM audit_events";
+    std::vector<std::string> parameters;
+    std::string_view joiner = " WHERE ";
+    const auto condition = [&](const char* column, const char* op, std::string value) {
+        parameters.push_back(std::move(value));
+        sql += joiner;
+        sql += column;
+        sql += op;
+        sql += "$" + std::to_string(parameters.size());
+        joiner = " AND ";
+    };
+    if (filter.username) {
+        condition("username", " = ", *filter.username);
+    }
+    if (filter.since) {
+        condition("time", " >= ", std::to_string(*filter.since));
+    }
+    if (filter.until) {
+        condition("time", " < ", std::to_string(*filter.until));
+    }
+    parameters.push_back(std::to_string(filter.limit));
+    sql += " ORDER BY time DESC, id DESC LIMIT $" + std::to_string(parameters.size());
+    return withConnection("read the audit log", {}, [&](pqxx::connection& connection) {
+        pqxx::nontransaction tx(connection);
+        std::vector<AuditEvent> events;
+        for (const pqxx::row& row :
+             tx.exec_params(sql, pqxx::prepare::make_dynamic_params(parameters))) {
+            AuditEvent event;
+            event.id = row[0].as<std::int64_t>();
+            event.time = row[1].as<std::int64_t>();
+            event.username = row[2].as<std::string>();
+            event.operation = row[3].as<std::string>();
+            event.resource = row[4].as<std::string>();
+            event.subResource = row[5].as<std::string>();
+            event.nameSpace = row[6].as<std::string>();
+            event.name = row[7].as<std::string>();
+            event.decision = row[8].as<std::string>();
+            event.reason = row[9].as<std::string>();
+            event.uid = row[10].as<std::string>();
+            events.push_back(std::move(event));
+        }
+        return events;
+    });
+}
+
+void PostgresStore::resealAll(
+    const std::function<std::string(const std::string&, const std::string&)>& reseal,
+    std::string_view newKeyFingerprint) {
+    withConnection("reseal the secrets", {}, [&](pqxx::connection& connection) {
+        // One transaction: when `reseal` throws (a secret that does not open), it rolls back and
+        // every row keeps the secret sealed under the old key. FOR UPDATE keeps other writers
+        // (another replica enrolling or resetting) from changing a secret underneath.
+        pqxx::work tx(connection);
+        std::vector<std::pair<std::string, std::string>> sealed;
+        for (const pqxx::row& row :
+             tx.exec("SELECT username, sealed_secret FROM users ORDER BY username FOR UPDATE")) {
+            sealed.emplace_back(row[0].as<std::string>(), pqxx::binarystring(row[1]).str());
+        }
+        for (const auto& [username, secret] : sealed) {
+            tx.exec_params0("UPDATE users SET sealed_secret = $1 WHERE username = $2",
+                            bytes(reseal(username, secret)), username);
+        }
+        tx.exec_params0("INSERT INTO meta (key, value) VALUES ($1, $2) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        std::string(KeyFingerprintKey), text(newKeyFingerprint));
+        tx.commit();
+    });
+}
+
+std::optional<std::string> PostgresStore::keyFingerprint() {
+    return withConnection(
+        "read the key fingerprint", {},
+        [&](pqxx::connection& connection) -> std::optional<std::string> {
+            pqxx::nontransaction tx(connection);
+            const pqxx::result rows = tx.exec_params("SELECT value FROM meta WHERE key = $1",
+                                                     std::string(KeyFingerprintKey));
+            if (rows.empty()) {
+                return std::nullopt;
+            }
+            return rows[0][0].as<std::string>();
+        });
+}
+
+void PostgresStore::setKeyFingerprintIfUnset(std::string_view fingerprint) {
+    withConnection("record the key fingerprint", {}, [&](pqxx::connection& connection) {
+        pqxx::nontransaction tx(connection);
+        tx.exec_params0(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            std::string(KeyFingerprintKey), text(fingerprint));
+    });
+}
+
+int PostgresStore::countUsers(UserState state) {
+    return withConnection("count users", {}, [&](pqxx::connection& connection) {
+        pqxx::nontransaction tx(connection);
+        return tx.exec_params1("SELECT COUNT(*) FROM users WHERE state = $1", text(state))[0]
+            .as<int>();
+    });
+}
+
+int PostgresStore::countLocked(Seconds now) {
+    return withConnection("count locked users", {}, [&](pqxx::connection& connection) {
+        pqxx::nontransaction tx(connection);
+        return tx.exec_params1("SELECT COUNT(*) FROM users WHERE locked_until > $1", now)[0]
+            .as<int>();
+    });
+}
+
+void PostgresStore::ping() {
+    // Reads a table (unlike "SELECT 1"), so a database whose schema went away is noticed too.
+    schemaVersion();
+}
+
+int PostgresStore::schemaVersion() {
+    return withConnection("read the schema version", {}, [&](pqxx::connection& connection) {
+        pqxx::nontransaction tx(connection);
+        return readSchemaVersion(tx);
+    });
+}
+
+}  // namespace twostep::core
