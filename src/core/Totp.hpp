@@ -41,16 +41,22 @@ struct TotpResult {
     std::int64_t step = 0;  ///< the matched time step (unix time / period) when Matched
 };
 
+/// The widest window verifyTotp accepts: ±10 steps (5 minutes at 30 s) is already generous.
+inline constexpr int MaxWindow = 10;
+
 /// True when `code` is exactly `digits` ASCII digits.
 bool isWellFormedCode(std::string_view code, int digits);
 
 /// Checks `code` against the steps now-window..now+window. A code of any length other than
 /// params.digits is Malformed before any HMAC is computed. When several steps match (a 1-in-10^d
 /// collision), the newest is reported. Compares in constant time. Thread-safe.
+/// @throw twostep::Error when params are invalid, window is outside 0..MaxWindow, the secret is
+/// empty, or now is negative (bad stored data or configuration, not bad input).
 TotpResult verifyTotp(const SecretBytes& secret, std::string_view code, const TotpParams& params,
                       Seconds now, int window);
 
 /// The code for time `at` (for tests, the demo and confirmation tooling).
+/// @throw twostep::Error on invalid params, an empty secret or a negative time.
 std::string generateTotp(const SecretBytes& secret, const TotpParams& params, Seconds at);
 
 /// The time step that `at` falls in.
