@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Runs every benchmark scenario against a Release build on loopback and prints a table
+# (docs/benchmarks.md shows the results and explains each column).
+#
+#   bench/run.sh [BUILD_DIR]            default build/bench, made with:
+#     cmake -S . -B build/bench -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" \
+#       -DBUILD_TESTING=OFF && cmake --build build/bench -j2 \
+#       --target twostep-webhook twostep-enroll twostep-loadgen
+#
+# Environment: DURATION (s, default 10), WARMUP (s, 1), CONNECTIONS (32), USERS (100000),
+# SERVER_CPU (0), LOADGEN_CPU (1), SCENARIOS ("exempt wrong valid replay mutate pool"),
+# SERVER_FLAGS (extra webhook flags, e.g. --sqlite-synchronous=normal), KEEP (1: keep the work
+# dir). Each scenario runs against a fresh copy of one database of USERS enrolled users, with
+# the server pinned to SERVER_CPU and the generator to LOADGEN_CPU.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build/bench}
+webhook=$build/src/twostep-webhook
+enroll=$build/enroll/twostep-enroll
+loadgen=$build/bench/twostep-loadgen
+for binary in "$webhook" "$enroll" "$loadgen"; do
+  [[ -x $binary ]] || { echo "missing $binary: build it first (see the top of $0)" >&2; exit 1; }
+done
+duration=${DURATION:-10}
+warmup=${WARMUP:-1}
+connections=${CONNECTIONS:-32}
+users=${USERS:-100000}
+server_cpu=${SERVER_CPU:-0}
+loadgen_cpu=${LOADGEN_CPU:-1}
+scenarios=${SCENARIOS:-exempt wrong valid replay mutate pool}
+read -r -a server_flags <<<"${SERVER_FLAGS:-}"
+body=$root/bench/review-4.6k.json
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/twostep-bench.XXXXXX")
+server_pid=""
+cleanup() {
+  [[ -n $server_pid ]] && kill -KILL "$server_pid" 2>/dev/null || true
+  [[ ${KEEP:-0} == 1 ]] && echo "work dir kept: $work" >&2 || rm -rf "$work"
+}
+trap cleanup EXIT
+# shellcheck source=pki.sh
+source "$root/bench/pki.sh"
+make_pki "$work"
+
+echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
+  "$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); kernel $(uname -r)"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "enrolling $users users (twostep-enroll import)..."
+"$enroll" --db "$work/template/twostep.db" --master-key-file "$work/master.key" init >/dev/null
+"$loadgen" users --count "$users" --out "$work/users.csv"
+start=$(date +%s%N)
+"$enroll" --db "$work/template/twostep.db" --master-key-file "$work/master.key" \
+  import "$work/users.csv" >/dev/null
+echo "import took $(( ($(date +%s%N) - start) / 1000000 )) ms"
+
+# start_server [FLAGS...]: a fresh copy of the template database, the server pinned to
+# SERVER_CPU; sets server_pid, server_port, ready_ms.
+start_server() {
+  rm -rf "$work/db"
+  cp -r "$work/template" "$work/db"
+  local line
+  line=$("$loadgen" startup --log "$work/server.log" --ca "$work/ca.pem" --cpu "$server_cpu" -- \
+    "$webhook" --listen=127.0.0.1:0 --tls-cert="$work/server.pem" --tls-key="$work/server.key" \
+    --db="$work/db/twostep.db" --master-key-file="$work/master.key" "${server_flags[@]}" "$@")
+  server_pid=$(sed -n 's/.*pid=\([0-9]*\).*/\1/p' <<<"$line")
+  server_port=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' <<<"$line")
+  ready_ms=$(sed -n 's/.*ready_ms=\([0-9.]*\).*/\1/p' <<<"$line")
+  ready_all+=("$ready_ms")
+}
+stop_server() {
+  kill -TERM "$server_pid"
+  for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+  server_pid=""
+}
+field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<" $2"; }
+
+# run NAME SCENARIO CONNECTIONS [SERVER FLAGS...]
+ready_all=()
+rows=()
+run() {
+  local name=$1 scenario=$2 conns=$3
+  shift 3
+  start_server "$@"
+  local result rc=0
+  result=$(taskset -c "$loadgen_cpu" "$loadgen" run --port "$server_port" --ca "$work/ca.pem" \
+    --scenario "$scenario" --body "$body" --users "$work/users.csv" --connections "$conns" \
+    --warmup "$warmup" --duration "$duration" --server-pid "$server_pid" \
+    --response-timeout-ms 5000 2>"$work/loadgen.err") || rc=$?
+  stop_server
+  echo "$result" >>"$work/results.txt"
+  local ms
+  ms() { awk -v us="$(field "$1" "$result")" 'BEGIN {printf "%.2f", us / 1000}'; }
+  rows+=("$(printf '%-22s %5s %8s %7s %7s %7s %8s %6s %7s %7s  %s' "$name" "$conns" \
+    "$(field rps "$result")" "$(ms p50_us)" "$(ms p90_us)" "$(ms p99_us)" "$(ms p999_us)" \
+    "$(field server_cpu "$result")" \
+    "$(awk -v kb="$(field server_hwm_kb "$result")" 'BEGIN {printf "%.1f", kb / 1024}')" \
+    "$(field loadgen_cpu "$result")" \
+    "$(field reasons "$result") unexpected=$(field unexpected "$result") never_answered=$(field never_answered "$result")$([[ $rc -ne 0 ]] && echo " EXIT=$rc")")")
+  echo "  $name: $(field rps "$result") req/s" >&2
+}
+
+for scenario in $scenarios; do
+  case $scenario in
+    exempt | wrong | valid | replay | mutate) run "$scenario" "$scenario" "$connections" ;;
+    pool)
+      # Beyond the thread pool: each keep-alive connection holds a worker thread.
+      run "exempt, 64 conns" exempt 64
+      run "exempt, 64, threads 64" exempt 64 --threads=64
+      ;;
+    *) echo "unknown scenario $scenario" >&2; exit 2 ;;
+  esac
+done
+
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-22s %5s %8s %7s %7s %7s %8s %6s %7s %7s  %s\n' scenario conns req/s p50ms p90ms \
+  p99ms p99.9ms srvCPU HWM_MB genCPU answers
+printf '%s\n' "${rows[@]}"
+sorted=$(printf '%s\n' "${ready_all[@]}" | sort -n)
+echo "start-up to ready (exec to first 200 on /readyz), ms: min $(head -1 <<<"$sorted")," \
+  "median $(sed -n "$(( (${#ready_all[@]} + 1) / 2 ))p" <<<"$sorted"), max $(tail -1 <<<"$sorted")" \
+  "over ${#ready_all[@]} starts"
