@@ -7,6 +7,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <limits>
 #include <mutex>
@@ -24,10 +25,13 @@ namespace {
 constexpr std::string_view MemoryPath = ":memory:";
 constexpr const char* KeyFingerprintKey = "key_fingerprint";
 
+/// Opens one connection. Only the store's first connection may create the file: a database that
+/// disappears while the webhook runs must fail every request (fail closed), not be replaced by an
+/// empty one that knows no user and no used code.
 std::unique_ptr<SQLite::Database> openConnection(const std::string& path,
-                                                 const SqliteOptions& options) {
-    auto db = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE,
-                                                 options.busyTimeoutMs);
+                                                 const SqliteOptions& options, bool create) {
+    auto db = std::make_unique<SQLite::Database>(
+        path, SQLite::OPEN_READWRITE | (create ? SQLite::OPEN_CREATE : 0), options.busyTimeoutMs);
     // Per-connection settings: SQLite does not store these in the file.
     db->exec("PRAGMA foreign_keys = ON");
     db->exec(options.synchronous == SqliteOptions::Synchronous::Full
@@ -44,6 +48,16 @@ std::unique_ptr<SQLite::Database> openConnection(const std::string& path,
                          mode + "')");
     }
     return db;
+}
+
+/// Whether the file `db` has open is no longer the one at its path (deleted, renamed or replaced):
+/// SQLite would go on reading and writing the orphaned file, so accepted codes would be lost.
+bool fileHasMoved(SQLite::Database& db) {
+    int moved = 0;
+    // ":memory:" has no file: SQLITE_NOTFOUND, never moved.
+    return sqlite3_file_control(db.getHandle(), "main", SQLITE_FCNTL_HAS_MOVED, &moved) ==
+               SQLITE_OK &&
+           moved != 0;
 }
 
 int readSchemaVersion(SQLite::Database& db) {
@@ -212,6 +226,13 @@ auto SqliteStore::withConnection(Access access, std::string_view action, std::st
     }
     try {
         Pool::Lease lease = pool_->acquire();
+        if (fileHasMoved(lease.connection())) {
+            // Closed instead of reused; the next caller opens the path again (and fails until
+            // the file is back).
+            lease.markBroken();
+            throw failure("the database file was deleted or replaced while the webhook had it "
+                          "open; restore it, or restart the webhook");
+        }
         return fn(lease.connection());
     } catch (const SQLite::Exception& e) {
         throw failure(e.what());
@@ -226,22 +247,27 @@ SqliteStore::SqliteStore(std::string path, SqliteOptions options)
     // ":memory:" names a new database per connection, so an in-memory store has exactly one, and
     // keeps it even when a rollback fails: closing it would drop the database.
     const int maxConnections = memory ? 1 : options.maxConnections;
-    pool_ =
-        std::make_unique<Pool>([path = path_, options] { return openConnection(path, options); },
-                               [memory](SQLite::Database& db) noexcept {
-                                   // A transaction left open (its rollback failed) would hold the
-                                   // write lock and leak its state into the next caller: roll back
-                                   // once more, or close the connection.
-                                   if (sqlite3_get_autocommit(db.getHandle()) != 0) {
-                                       return true;
-                                   }
-                                   db.tryExec("ROLLBACK");
-                                   return sqlite3_get_autocommit(db.getHandle()) != 0 || memory;
-                               },
-                               maxConnections, busyTimeout_);
+    // Set once the first connection has created (and migrated) the file.
+    auto created = std::make_shared<std::atomic<bool>>(false);
+    pool_ = std::make_unique<Pool>(
+        [path = path_, options, created, memory] {
+            return openConnection(path, options, memory || !created->load());
+        },
+        [memory](SQLite::Database& db) noexcept {
+            // A transaction left open (its rollback failed) would hold the
+            // write lock and leak its state into the next caller: roll back
+            // once more, or close the connection.
+            if (sqlite3_get_autocommit(db.getHandle()) != 0) {
+                return true;
+            }
+            db.tryExec("ROLLBACK");
+            return sqlite3_get_autocommit(db.getHandle()) != 0 || memory;
+        },
+        maxConnections, busyTimeout_);
     try {
         Pool::Lease lease = pool_->acquire();
         migrate(lease.connection(), path_);
+        created->store(true);
     } catch (const SQLite::Exception& e) {
         throw StoreError("cannot open database '" + path_ + "': " + e.what());
     }
