@@ -1,0 +1,303 @@
+#include "fuzz/FuzzTargets.hpp"
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "core/AdmissionReview.hpp"
+#include "core/Base32.hpp"
+#include "core/Clock.hpp"
+#include "core/MasterKey.hpp"
+#include "core/OtpauthUri.hpp"
+#include "core/Policy.hpp"
+#include "core/RecoveryCodes.hpp"
+#include "core/SqliteStore.hpp"
+#include "core/Totp.hpp"
+
+namespace twostep::fuzz {
+
+namespace {
+
+/// The time every review is decided at (2027-01-15T08:00:00Z); tests/fuzz/README.md lists the
+/// codes that are valid then, so seeds can reach the allow paths.
+constexpr core::Seconds FuzzNow = 1'800'000'000;
+/// A recovery code alice holds (also in the dictionary).
+constexpr std::string_view AliceRecoveryCode = "k7qm-2xvd-9fhw-c3tp";
+
+void check(bool holds, const std::string& property) {
+    if (!holds) {
+        throw FuzzFailure(property);
+    }
+}
+
+std::vector<std::uint8_t> bytesOf(std::string_view text) {
+    return {text.begin(), text.end()};
+}
+
+/// A user of the fuzz store, with the secret the fuzzer would have to guess.
+struct FuzzUser {
+    std::string name;
+    std::string secret;  ///< raw bytes
+    core::TotpParams params;
+    core::UserState state;
+};
+
+/// What every review input starts from: the key, the users and their sealed secrets.
+class World {
+public:
+    World() : sealer_(core::MasterKey::generate()) {
+        users_ = {
+            {"alice", "12345678901234567890", {}, core::UserState::Active},
+            {"erin", "12345678901234567890123456789012",
+             {core::Algorithm::Sha256, 8, 30}, core::UserState::Active},
+            {"bob", "abcdefghijklmnopqrst", {}, core::UserState::Pending},
+            {"dave", "ABCDEFGHIJKLMNOPQRST", {}, core::UserState::Disabled},
+        };
+        for (const FuzzUser& user : users_) {
+            sealed_.push_back(sealer_.seal(core::SecretBytes(bytesOf(user.secret)), user.name));
+        }
+        recoveryHash_ = core::hashRecoveryCode(AliceRecoveryCode);
+    }
+
+    /// A fresh in-memory store holding the users (so inputs do not influence each other).
+    std::unique_ptr<core::SqliteStore> freshStore() const {
+        auto store = std::make_unique<core::SqliteStore>(":memory:");
+        for (std::size_t i = 0; i < users_.size(); ++i) {
+            const FuzzUser& user = users_[i];
+            store->addUser(core::NewUser{user.name, sealed_[i], "fuzz", user.params, user.state},
+                           FuzzNow - 3600, false);
+        }
+        store->replaceRecoveryCodes("alice", {recoveryHash_}, FuzzNow - 3600);
+        return store;
+    }
+
+    const core::Sealer& sealer() const { return sealer_; }
+    const std::string& recoveryHash() const { return recoveryHash_; }
+
+    const FuzzUser* find(std::string_view name) const {
+        for (const FuzzUser& user : users_) {
+            if (user.name == name) {
+                return &user;
+            }
+        }
+        return nullptr;
+    }
+
+    /// Whether `code` is the user's TOTP code for a step inside the window around FuzzNow.
+    static bool isValidCode(const FuzzUser& user, std::string_view code, int window) {
+        const core::SecretBytes secret(bytesOf(user.secret));
+        for (int offset = -window; offset <= window; ++offset) {
+            if (core::generateTotp(secret, user.params, FuzzNow + offset * user.params.period) ==
+                code) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+private:
+    core::Sealer sealer_;
+    std::vector<FuzzUser> users_;
+    std::vector<std::string> sealed_;
+    std::string recoveryHash_;
+};
+
+const World& world() {
+    static const World instance;
+    return instance;
+}
+
+bool anyMatch(const std::vector<std::string>& patterns, std::string_view text) {
+    for (const std::string& pattern : patterns) {
+        if (core::globMatch(pattern, text)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/// Why an allow for `request` with `reason` is justified; a FuzzFailure when it is not.
+void checkAllow(const core::ReviewRequest& request, core::Reason reason,
+                const core::PolicyConfig& config, bool grantPossible) {
+    const std::string why = "allowed with reason " + std::string(core::toString(reason));
+    switch (reason) {
+    case core::Reason::Exempt: {
+        bool exempt = anyMatch(config.exemptUsers, request.username);
+        for (const std::string& group : request.groups) {
+            exempt = exempt || anyMatch(config.exemptGroups, group);
+        }
+        check(exempt, why + " for a user and groups that match no exemption");
+        return;
+    }
+    case core::Reason::DryRun: check(request.dryRun, why + " without dryRun"); return;
+    case core::Reason::NotProtected: return;  // scope rules; covered by the unit tests
+    case core::Reason::Grant:
+        check(grantPossible, why + " although no unlock could have opened a grant");
+        return;
+    case core::Reason::Verified:
+    case core::Reason::Unlocked: {
+        const auto* found = world().find(request.username);
+        check(found != nullptr && found->state == core::UserState::Active,
+              why + " for a user who is not active");
+        const std::optional<std::string>& code =
+            reason == core::Reason::Unlocked ? request.nonResourceVerb : request.token;
+        check(code && World::isValidCode(*found, *code, config.window),
+              why + " for a code that is not valid now");
+        return;
+    }
+    case core::Reason::RecoveryCode:
+        check(request.username == "alice" && request.token &&
+                  core::matchesRecoveryCode(*request.token, world().recoveryHash()),
+              why + " for a user without that recovery code");
+        return;
+    default: check(false, why + ", which must never allow"); return;
+    }
+}
+
+void checkAnswer(const core::ReviewRequest& request, const core::ReviewOutcome& outcome,
+                 core::Endpoint endpoint, const core::PolicyConfig& config, bool grantPossible) {
+    check(outcome.httpStatus == 200 || outcome.httpStatus == 500,
+          "a parsed review answered with HTTP " + std::to_string(outcome.httpStatus));
+    if (outcome.httpStatus == 500) {
+        check(!outcome.error.empty(), "an HTTP 500 without an error for the log");
+        return;
+    }
+    check(outcome.decision.has_value(), "an HTTP 200 without a decision");
+    const nlohmann::json body = nlohmann::json::parse(outcome.body, nullptr, false);
+    check(!body.is_discarded() && body.is_object(), "the response is not a JSON object");
+    check(body.value("apiVersion", "") == request.apiVersion, "the apiVersion is not echoed");
+    const nlohmann::json& response = body.at("response");
+    check(response.value("uid", "") == request.uid, "the uid is not echoed");
+    check(response.value("allowed", !outcome.decision->allowed) == outcome.decision->allowed,
+          "response.allowed differs from the decision");
+    if (!outcome.decision->allowed) {
+        check(response.contains("status") && response.at("status").value("code", 0) == 403,
+              "a denial without status.code 403");
+        check(!response.contains("patch"), "a denial carries a patch");
+        return;
+    }
+    checkAllow(request, outcome.decision->reason, config, grantPossible);
+    if (endpoint == core::Endpoint::Mutate && request.token) {
+        check(response.contains("patch"), "an allowed /mutate of a token left it in place");
+    }
+    if (endpoint == core::Endpoint::Validate) {
+        check(!response.contains("patch"), "/validate returned a patch");
+    }
+}
+
+}  // namespace
+
+void reviewTarget(std::string_view input) {
+    reviewDecisions(input);
+}
+
+std::vector<std::string> reviewDecisions(std::string_view input) {
+    core::PolicyConfig config;
+    const auto parsed = core::parseReview(input, config.fields);
+    if (const auto* error = std::get_if<core::ParseError>(&parsed)) {
+        check(!error->reason.empty(), "a parse error without a reason");
+        check(error->httpStatus == 400 || error->httpStatus == 413 || error->httpStatus == 503,
+              "a parse error with HTTP " + std::to_string(error->httpStatus));
+        return {};
+    }
+    const core::ReviewRequest& request = std::get<core::ReviewRequest>(parsed);
+    check(!request.uid.empty(), "a review without a uid was accepted");
+    const std::unique_ptr<core::SqliteStore> store = world().freshStore();
+    const core::FakeClock clock(FuzzNow);
+    const core::Reviewer reviewer(*store, world().sealer(), clock, config);
+    // The same body twice: the second call sees what the first one stored (a used code, a
+    // failure, a grant), as a retry from the API server would.
+    bool grantPossible = false;
+    std::vector<std::string> reasons;
+    for (const core::Endpoint endpoint : {core::Endpoint::Validate, core::Endpoint::Mutate}) {
+        const core::ReviewOutcome outcome = reviewer.review(input, endpoint);
+        checkAnswer(request, outcome, endpoint, config, grantPossible);
+        grantPossible = grantPossible || (outcome.decision && outcome.decision->allowed &&
+                                          outcome.decision->reason == core::Reason::Unlocked);
+        reasons.emplace_back(outcome.decision ? core::toString(outcome.decision->reason)
+                                              : "http " + std::to_string(outcome.httpStatus));
+    }
+    return reasons;
+}
+
+void stripPatchTarget(std::string_view input) {
+    const core::ReviewFields fields;
+    core::ReviewRequest request;
+    request.token = "123456";
+    request.lastAppliedConfiguration = std::string(input);
+    const std::optional<core::JsonPatch> patch = core::buildStripPatch(request, fields);
+    check(patch.has_value(), "no patch although the token annotation is present");
+    const nlohmann::json operations = nlohmann::json::parse(*patch, nullptr, false);
+    check(!operations.is_discarded() && operations.is_array() && !operations.empty(),
+          "the patch is not a non-empty JSON array");
+    check(operations.at(0).value("op", "") == "remove" &&
+              operations.at(0).value("path", "") == "/metadata/annotations/twostep.dev~1token",
+          "the first operation does not remove the token annotation");
+    check(operations.size() <= 2, "more than two patch operations");
+    if (operations.size() == 1) {
+        return;
+    }
+    const nlohmann::json& replace = operations.at(1);
+    check(replace.value("op", "") == "replace" &&
+              replace.value("path", "") ==
+                  "/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration" &&
+              replace.contains("value") && replace.at("value").is_string(),
+          "the second operation does not replace last-applied-configuration with a string");
+    const nlohmann::json stripped =
+        nlohmann::json::parse(replace.at("value").get<std::string>(), nullptr, false);
+    check(!stripped.is_discarded() && stripped.is_object(),
+          "the rewritten last-applied-configuration is not a JSON object");
+    const auto metadata = stripped.find("metadata");
+    check(metadata != stripped.end() && metadata->is_object(),
+          "the rewritten last-applied-configuration lost its metadata");
+    const auto annotations = metadata->find("annotations");
+    check(annotations != metadata->end() && annotations->is_object() &&
+              !annotations->contains("twostep.dev/token"),
+          "the rewritten last-applied-configuration still holds the token annotation");
+}
+
+void base32Target(std::string_view input) {
+    if (const auto decoded = core::base32::decode(input)) {
+        const std::string encoded = core::base32::encode(*decoded);
+        check(encoded.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") == std::string::npos,
+              "encode wrote a character outside the upper-case alphabet");
+        const auto again = core::base32::decode(encoded);
+        check(again && *again == *decoded, "decode(encode(decode(x))) != decode(x)");
+    }
+    const std::vector<std::uint8_t> raw = bytesOf(input);
+    const auto back = core::base32::decode(core::base32::encode(raw));
+    check(back && *back == raw, "decode(encode(bytes)) != bytes");
+}
+
+void otpauthTarget(std::string_view input) {
+    const std::optional<core::OtpauthAccount> account = core::parseOtpauthUri(input);
+    if (!account) {
+        return;
+    }
+    check(core::isValid(account->params), "a URI with invalid TOTP parameters was accepted");
+    const auto secret = core::base32::decode(account->secretBase32);
+    check(secret && !secret->empty(), "a URI with an undecodable secret was accepted");
+    const std::string uri = core::buildOtpauthUri(*account);
+    const std::optional<core::OtpauthAccount> again = core::parseOtpauthUri(uri);
+    check(again.has_value(), "a rebuilt URI does not parse: " + uri);
+    check(again->issuer == account->issuer && again->account == account->account &&
+              again->params == account->params,
+          "a rebuilt URI names another account, issuer or parameters");
+    check(core::base32::decode(again->secretBase32) == secret,
+          "a rebuilt URI carries another secret");
+}
+
+std::span<const Target> targets() {
+    static constexpr std::array<Target, 4> All{{{"review", reviewTarget},
+                                                {"strip_patch", stripPatchTarget},
+                                                {"base32", base32Target},
+                                                {"otpauth", otpauthTarget}}};
+    return All;
+}
+
+}  // namespace twostep::fuzz
