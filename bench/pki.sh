@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # make_pki DIR: a test CA (DIR/ca.pem) and a server certificate for 127.0.0.1 (DIR/server.pem,
 # DIR/server.key) made with the openssl CLI; P-256, valid for two days. Sourced by bench/run.sh
 # and tests/fault/lib.sh.

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Brute force: wrong codes for one user as fast as 32 connections can send them, for
+# BRUTE_SECONDS (default 10). The lockout bounds how many guesses are even checked: the audit log
+# must show at most 5 checked guesses (wrong_code) per lockout window plus the guesses already in
+# flight when the first lock began, and every later guess refused unchecked (locked_out).
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+seconds=${BRUTE_SECONDS:-10}
+connections=32
+
+make_db "$work/db" 1
+start_server  # default lockout: 5 failures, 1 min, doubling up to 1 h
+victim=bench-user-000000
+set +e
+result=$(loadgen locked "$seconds" --connections "$connections")
+rc=$?
+set -e
+echo "$result"
+[[ $rc -ne 3 ]] || fail "a wrong code was allowed"
+[[ $rc -eq 0 ]] || fail "unexpected answers (exit $rc)"
+answers=$(field answers "$result")
+checked=$(sqlite3 "$db" "SELECT COUNT(*) FROM audit_events WHERE username = '$victim' AND reason = 'wrong_code'")
+refused=$(sqlite3 "$db" "SELECT COUNT(*) FROM audit_events WHERE username = '$victim' AND reason = 'locked_out'")
+IFS='|' read -r lockouts failures <<<"$(sqlite3 "$db" "SELECT lockouts, failures FROM users WHERE username = '$victim'")"
+note "$answers guesses in ${seconds}s ($(field rps "$result")/s): $checked checked (wrong_code), $refused refused unchecked (locked_out); $lockouts lockouts, $failures failures since"
+(( answers > 1000 )) || fail "only $answers guesses were answered: not a brute-force rate"
+# Every guess is audited; the ones still in flight when the generator stopped are audited too.
+(( checked + refused >= answers && checked + refused <= answers + connections )) ||
+  fail "$answers answers but $((checked + refused)) audit rows"
+# Every checked guess was counted: 5 per lockout, plus the streak after the last one.
+(( checked == 5 * lockouts + failures )) || fail "$checked checked guesses, but $lockouts lockouts and $failures failures"
+(( checked <= 5 + connections )) ||
+  fail "$checked guesses were checked: more than 5 plus the $connections in flight at the first lock"
+(( refused > answers / 2 )) || fail "only $refused of $answers guesses were refused by the lockout"
+stop_server
+note "ok: the lockout let $checked of $answers guesses be checked"
