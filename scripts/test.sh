@@ -16,4 +16,8 @@ if (( asan )); then
   # The same suite under AddressSanitizer and UndefinedBehaviorSanitizer.
   cmake --workflow --preset asan
 fi
+
+# libFuzzer targets (clang, ASan+UBSan) from their seed corpora, 20 s each; fails on any crash
+# (tests/fuzz/README.md has the longer run).
+tests/fuzz/run.sh "${TWOSTEP_FUZZ_SECONDS:-20}"
 echo "all tests passed"
