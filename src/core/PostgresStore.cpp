@@ -52,8 +52,8 @@ public:
                   connection->set_variable("statement_timeout", timeout);
                   return connection;
               },
-              [](pqxx::connection& connection) { return !looksDead(connection); },
-              options.poolSize, std::chrono::milliseconds(std::max(0, options.acquireTimeoutMs))) {}
+              [](pqxx::connection& connection) { return !looksDead(connection); }, options.poolSize,
+              std::chrono::milliseconds(std::max(0, options.acquireTimeoutMs))) {}
 };
 
 namespace {
@@ -62,7 +62,7 @@ constexpr const char* KeyFingerprintKey = "key_fingerprint";
 /// The advisory lock that serialises migrations across replicas ("twostep\x01" as a number).
 constexpr std::int64_t MigrationLockKey = 0x74776f7374657001;
 
-// --- Connection URLs --------------------------------------------------------------------------
+// --- Connection URLs ---
 
 /// What PostgresStore needs from a URL: libpq's connection string without our own parameters, a
 /// description for messages, and the password forms to keep out of every message.
@@ -97,8 +97,8 @@ std::optional<std::pair<std::size_t, std::size_t>> userInfoPassword(std::string_
     }
     const std::size_t start = scheme + 3;
     const std::size_t authorityEnd = url.find_first_of("/?#", start);
-    const std::string_view authority =
-        url.substr(start, authorityEnd == std::string_view::npos ? authorityEnd : authorityEnd - start);
+    const std::string_view authority = url.substr(
+        start, authorityEnd == std::string_view::npos ? authorityEnd : authorityEnd - start);
     const std::size_t at = authority.rfind('@');
     if (at == std::string_view::npos) {
         return std::nullopt;
@@ -117,9 +117,9 @@ std::vector<std::pair<std::string, std::string>> splitQuery(std::string_view que
         const std::size_t amp = query.find('&');
         const std::string_view item = query.substr(0, amp);
         const std::size_t eq = item.find('=');
-        parameters.emplace_back(std::string(item.substr(0, eq)),
-                                eq == std::string_view::npos ? std::string()
-                                                             : std::string(item.substr(eq + 1)));
+        parameters.emplace_back(
+            std::string(item.substr(0, eq)),
+            eq == std::string_view::npos ? std::string() : std::string(item.substr(eq + 1)));
         query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
     }
     return parameters;
@@ -179,8 +179,7 @@ std::string firstLine(std::string_view message) {
 int parsePositive(std::string_view name, std::string_view value, int max) {
     int parsed = 0;
     const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), parsed);
-    if (error != std::errc() || end != value.data() + value.size() || parsed < 1 ||
-        parsed > max) {
+    if (error != std::errc() || end != value.data() + value.size() || parsed < 1 || parsed > max) {
         throw StoreError("invalid " + std::string(name) + " '" + std::string(value) +
                          "' in the postgresql url; expected a whole number from 1 to " +
                          std::to_string(max));
@@ -197,10 +196,8 @@ std::string takeOwnParameters(const std::string& url, PostgresOptions& options) 
     }
     const std::size_t fragment = url.find('#', mark);
     std::string kept;
-    for (const auto& [key, value] :
-         splitQuery(std::string_view(url).substr(mark + 1, fragment == std::string::npos
-                                                               ? std::string::npos
-                                                               : fragment - mark - 1))) {
+    for (const auto& [key, value] : splitQuery(std::string_view(url).substr(
+             mark + 1, fragment == std::string::npos ? std::string::npos : fragment - mark - 1))) {
         if (key == "pool_size") {
             options.poolSize = parsePositive(key, value, 1000);
         } else if (key == "statement_timeout") {
@@ -289,7 +286,7 @@ ConnectTarget parseTarget(const std::string& url, PostgresOptions& options) {
     return target;
 }
 
-// --- Schema ---------------------------------------------------------------------------------------
+// --- Schema ---
 
 int readSchemaVersion(pqxx::transaction_base& tx) {
     // A catalog query, not to_regclass(): inside the migration transaction, after waiting for
@@ -331,9 +328,10 @@ void migrate(pqxx::connection& connection, const std::string& description) {
                 continue;  // another replica applied it while this one waited; tx rolls back
             }
             tx.exec0(std::string(migration.sql));
-            tx.exec_params0("INSERT INTO schema_version (version, name, applied_at) "
-                            "VALUES ($1, $2, EXTRACT(EPOCH FROM now())::bigint)",
-                            migration.version, std::string(migration.name));
+            tx.exec_params0(
+                "INSERT INTO schema_version (version, name, applied_at) "
+                "VALUES ($1, $2, EXTRACT(EPOCH FROM now())::bigint)",
+                migration.version, std::string(migration.name));
             tx.commit();
             current = migration.version;
         } catch (const pqxx::failure& e) {
@@ -343,7 +341,7 @@ void migrate(pqxx::connection& connection, const std::string& description) {
     }
 }
 
-// --- Rows ---------------------------------------------------------------------------------------
+// --- Rows ---
 
 std::optional<UserState> parseUserState(std::string_view text) {
     for (const UserState state : {UserState::Pending, UserState::Active, UserState::Disabled}) {
@@ -361,9 +359,13 @@ std::optional<std::int64_t> optionalInt64(const pqxx::field& field) {
     return field.as<std::int64_t>();
 }
 
-std::string text(std::string_view value) { return std::string(value); }
+std::string text(std::string_view value) {
+    return std::string(value);
+}
 
-std::string text(UserState state) { return std::string(toString(state)); }
+std::string text(UserState state) {
+    return std::string(toString(state));
+}
 
 pqxx::binarystring bytes(std::string_view value) {
     return pqxx::binarystring(value.data(), value.size());
@@ -489,8 +491,7 @@ auto PostgresStore::withConnection(std::string_view action, std::string_view sub
     }
 }
 
-PostgresStore::PostgresStore(const std::string& url, PostgresOptions options)
-    : options_(options) {
+PostgresStore::PostgresStore(const std::string& url, PostgresOptions options) : options_(options) {
     ConnectTarget target = parseTarget(url, options_);
     description_ = std::move(target.description);
     secrets_ = std::move(target.secrets);
@@ -501,9 +502,9 @@ PostgresStore::PostgresStore(const std::string& url, PostgresOptions options)
     } catch (const StoreError& e) {
         throw StoreError(scrub(e.what(), secrets_));
     } catch (const pqxx::pqxx_exception& e) {
-        throw StoreError(scrub("cannot open database '" + description_ +
-                                   "': " + firstLine(e.base().what()),
-                               secrets_));
+        throw StoreError(
+            scrub("cannot open database '" + description_ + "': " + firstLine(e.base().what()),
+                  secrets_));
     } catch (const PoolTimeout& e) {
         throw StoreError("cannot open database '" + description_ + "': " + e.what());
     }
@@ -516,8 +517,8 @@ std::optional<User> PostgresStore::findUser(std::string_view username) {
     return withConnection(
         "read user", username, [&](pqxx::connection& connection) -> std::optional<User> {
             pqxx::nontransaction tx(connection);
-            const pqxx::result rows = tx.exec_params(
-                std::string(SelectUsers) + " WHERE username = $1", text(username));
+            const pqxx::result rows =
+                tx.exec_params(std::string(SelectUsers) + " WHERE username = $1", text(username));
             if (rows.empty()) {
                 return std::nullopt;
             }
@@ -586,22 +587,21 @@ bool PostgresStore::setState(std::string_view username, UserState state, Seconds
 
 bool PostgresStore::resetSecret(std::string_view username, std::string_view sealedSecret,
                                 Seconds now) {
-    return withConnection(
-        "reset the secret of user", username, [&](pqxx::connection& connection) {
-            pqxx::work tx(connection);
-            const pqxx::result updated = tx.exec_params(
-                "UPDATE users SET sealed_secret = $3, state = 'pending', last_step = NULL, "
-                "failures = 0, lockouts = 0, locked_until = NULL, grant_until = NULL, "
-                "updated_at = $2 WHERE username = $1",
-                text(username), now, bytes(sealedSecret));
-            if (updated.affected_rows() != 1) {
-                return false;
-            }
-            // Codes made for the old secret's owner must not survive a reset.
-            tx.exec_params0("DELETE FROM recovery_codes WHERE username = $1", text(username));
-            tx.commit();
-            return true;
-        });
+    return withConnection("reset the secret of user", username, [&](pqxx::connection& connection) {
+        pqxx::work tx(connection);
+        const pqxx::result updated = tx.exec_params(
+            "UPDATE users SET sealed_secret = $3, state = 'pending', last_step = NULL, "
+            "failures = 0, lockouts = 0, locked_until = NULL, grant_until = NULL, "
+            "updated_at = $2 WHERE username = $1",
+            text(username), now, bytes(sealedSecret));
+        if (updated.affected_rows() != 1) {
+            return false;
+        }
+        // Codes made for the old secret's owner must not survive a reset.
+        tx.exec_params0("DELETE FROM recovery_codes WHERE username = $1", text(username));
+        tx.commit();
+        return true;
+    });
 }
 
 bool PostgresStore::acceptStep(std::string_view username, std::int64_t step,
@@ -631,39 +631,38 @@ bool PostgresStore::confirmWithStep(std::string_view username, std::int64_t step
     });
 }
 
-FailureOutcome PostgresStore::recordFailure(std::string_view username,
-                                            const LockoutPolicy& policy, Seconds now) {
-    return withConnection(
-        "record a failure for user", username, [&](pqxx::connection& connection) {
-            // Read and write under the row lock (SELECT ... FOR UPDATE), so concurrent failures
-            // are all counted and two of them never both start a lockout.
-            pqxx::work tx(connection);
-            const pqxx::result read = tx.exec_params(
-                "SELECT failures, lockouts FROM users WHERE username = $1 FOR UPDATE",
-                text(username));
-            FailureOutcome outcome;
-            if (read.empty()) {
-                return outcome;  // unknown user: nothing to count
-            }
-            constexpr int Max = std::numeric_limits<int>::max();
-            const int failures = read[0][0].as<int>();
-            int lockouts = read[0][1].as<int>();
-            outcome.failures = failures < Max ? failures + 1 : Max;
-            if (outcome.failures >= std::max(1, policy.maxFailures)) {
-                lockouts = lockouts < Max ? lockouts + 1 : Max;
-                outcome.lockedUntil = now + policy.lockFor(lockouts);
-                outcome.failures = 0;  // a new streak starts when the lock ends
-            }
-            const std::string lockedUntil =
-                outcome.lockedUntil ? std::to_string(*outcome.lockedUntil) : std::string();
-            tx.exec_params0("UPDATE users SET failures = $3, lockouts = $4, "
-                            "locked_until = COALESCE($5::bigint, locked_until), updated_at = $2 "
-                            "WHERE username = $1",
-                            text(username), now, outcome.failures, lockouts,
-                            outcome.lockedUntil ? lockedUntil.c_str() : nullptr);
-            tx.commit();
-            return outcome;
-        });
+FailureOutcome PostgresStore::recordFailure(std::string_view username, const LockoutPolicy& policy,
+                                            Seconds now) {
+    return withConnection("record a failure for user", username, [&](pqxx::connection& connection) {
+        // Read and write under the row lock (SELECT ... FOR UPDATE), so concurrent failures
+        // are all counted and two of them never both start a lockout.
+        pqxx::work tx(connection);
+        const pqxx::result read = tx.exec_params(
+            "SELECT failures, lockouts FROM users WHERE username = $1 FOR UPDATE", text(username));
+        FailureOutcome outcome;
+        if (read.empty()) {
+            return outcome;  // unknown user: nothing to count
+        }
+        constexpr int Max = std::numeric_limits<int>::max();
+        const int failures = read[0][0].as<int>();
+        int lockouts = read[0][1].as<int>();
+        outcome.failures = failures < Max ? failures + 1 : Max;
+        if (outcome.failures >= std::max(1, policy.maxFailures)) {
+            lockouts = lockouts < Max ? lockouts + 1 : Max;
+            outcome.lockedUntil = now + policy.lockFor(lockouts);
+            outcome.failures = 0;  // a new streak starts when the lock ends
+        }
+        const std::string lockedUntil =
+            outcome.lockedUntil ? std::to_string(*outcome.lockedUntil) : std::string();
+        tx.exec_params0(
+            "UPDATE users SET failures = $3, lockouts = $4, "
+            "locked_until = COALESCE($5::bigint, locked_until), updated_at = $2 "
+            "WHERE username = $1",
+            text(username), now, outcome.failures, lockouts,
+            outcome.lockedUntil ? lockedUntil.c_str() : nullptr);
+        tx.commit();
+        return outcome;
+    });
 }
 
 bool PostgresStore::unlock(std::string_view username, Seconds now) {
@@ -686,13 +685,12 @@ bool PostgresStore::openGrant(std::string_view username, Seconds until, Seconds 
 }
 
 bool PostgresStore::revokeGrant(std::string_view username, Seconds now) {
-    return withConnection(
-        "revoke the grant of user", username, [&](pqxx::connection& connection) {
-            return updateUser(connection,
-                              "UPDATE users SET grant_until = NULL, updated_at = $2 "
-                              "WHERE username = $1",
-                              username, now);
-        });
+    return withConnection("revoke the grant of user", username, [&](pqxx::connection& connection) {
+        return updateUser(connection,
+                          "UPDATE users SET grant_until = NULL, updated_at = $2 "
+                          "WHERE username = $1",
+                          username, now);
+    });
 }
 
 bool PostgresStore::replaceRecoveryCodes(std::string_view username,
@@ -722,34 +720,38 @@ bool PostgresStore::consumeRecoveryCode(std::string_view username, std::string_v
                                         Seconds now) {
     return withConnection(
         "use a recovery code of user", username, [&](pqxx::connection& connection) {
-            // The user's row lock serialises callers for this user: the read, the match and the
-            // delete happen under it, and the delete is conditional as well, so of concurrent
-            // callers with the same code exactly one succeeds.
+            // The hashes are matched before any lock is taken (hashing every stored code takes a
+            // while); the delete is then conditional, under the user's row lock, so of concurrent
+            // callers with the same code exactly one deletes it and gets true.
+            std::optional<std::int64_t> match;
+            {
+                pqxx::nontransaction read(connection);
+                const pqxx::result codes = read.exec_params(
+                    "SELECT id, hash FROM recovery_codes WHERE username = $1 ORDER BY id",
+                    text(username));
+                for (const pqxx::row& row : codes) {
+                    // Every hash is checked, so the time taken does not tell which code matched.
+                    const bool matches = matchesRecoveryCode(code, row[1].as<std::string>());
+                    if (matches && !match) {
+                        match = row[0].as<std::int64_t>();
+                    }
+                }
+            }
+            if (!match) {
+                return false;
+            }
+            // The user's row first, as in every transaction that touches both tables.
             pqxx::work tx(connection);
             const pqxx::result user = tx.exec_params(
                 "SELECT 1 FROM users WHERE username = $1 FOR UPDATE", text(username));
             if (user.empty()) {
                 return false;
             }
-            const pqxx::result codes = tx.exec_params(
-                "SELECT id, hash FROM recovery_codes WHERE username = $1 ORDER BY id",
-                text(username));
-            std::optional<std::int64_t> match;
-            for (const pqxx::row& row : codes) {
-                // Every hash is checked, so the time taken does not tell which code matched.
-                const bool matches = matchesRecoveryCode(code, row[1].as<std::string>());
-                if (matches && !match) {
-                    match = row[0].as<std::int64_t>();
-                }
-            }
-            if (!match) {
-                return false;
-            }
             const pqxx::result removed =
-                tx.exec_params("DELETE FROM recovery_codes WHERE id = $1 AND username = $2",
-                               *match, text(username));
+                tx.exec_params("DELETE FROM recovery_codes WHERE id = $1 AND username = $2", *match,
+                               text(username));
             if (removed.affected_rows() != 1) {
-                return false;
+                return false;  // another caller used it first, or the codes were replaced
             }
             tx.exec_params0("UPDATE users SET failures = 0, updated_at = $2 WHERE username = $1",
                             text(username), now);
@@ -840,25 +842,26 @@ void PostgresStore::resealAll(
             tx.exec_params0("UPDATE users SET sealed_secret = $1 WHERE username = $2",
                             bytes(reseal(username, secret)), username);
         }
-        tx.exec_params0("INSERT INTO meta (key, value) VALUES ($1, $2) "
-                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                        std::string(KeyFingerprintKey), text(newKeyFingerprint));
+        tx.exec_params0(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            std::string(KeyFingerprintKey), text(newKeyFingerprint));
         tx.commit();
     });
 }
 
 std::optional<std::string> PostgresStore::keyFingerprint() {
-    return withConnection(
-        "read the key fingerprint", {},
-        [&](pqxx::connection& connection) -> std::optional<std::string> {
-            pqxx::nontransaction tx(connection);
-            const pqxx::result rows = tx.exec_params("SELECT value FROM meta WHERE key = $1",
-                                                     std::string(KeyFingerprintKey));
-            if (rows.empty()) {
-                return std::nullopt;
-            }
-            return rows[0][0].as<std::string>();
-        });
+    return withConnection("read the key fingerprint", {},
+                          [&](pqxx::connection& connection) -> std::optional<std::string> {
+                              pqxx::nontransaction tx(connection);
+                              const pqxx::result rows =
+                                  tx.exec_params("SELECT value FROM meta WHERE key = $1",
+                                                 std::string(KeyFingerprintKey));
+                              if (rows.empty()) {
+                                  return std::nullopt;
+                              }
+                              return rows[0][0].as<std::string>();
+                          });
 }
 
 void PostgresStore::setKeyFingerprintIfUnset(std::string_view fingerprint) {

@@ -1,5 +1,6 @@
-/// The PostgreSQL implementation of Store (libpqxx): a bounded connection pool that reconnects after
-/// the server restarts, statement timeouts, and the migration runner for migrations/postgresql/.
+/// The PostgreSQL implementation of Store (libpqxx): a bounded connection pool that reconnects
+/// after the server restarts, statement timeouts, and the migration runner for
+/// migrations/postgresql/.
 #pragma once
 
 #include <memory>
@@ -62,9 +63,8 @@ public:
                              Seconds now) override;
     void appendAudit(const AuditEvent& event) override;
     std::vector<AuditEvent> listAudit(const AuditFilter& filter) override;
-    void resealAll(
-        const std::function<std::string(const std::string&, const std::string&)>& reseal,
-        std::string_view newKeyFingerprint) override;
+    void resealAll(const std::function<std::string(const std::string&, const std::string&)>& reseal,
+                   std::string_view newKeyFingerprint) override;
     std::optional<std::string> keyFingerprint() override;
     void setKeyFingerprintIfUnset(std::string_view fingerprint) override;
     int countUsers(UserState state) override;
