@@ -9,12 +9,14 @@ asan=1
 
 scripts/install-deps.sh test
 
-# Warnings are errors in this build (preset "ci"); every test runs through ctest.
-cmake --workflow --preset ci
+# Warnings are errors in this build (preset "ci"); every test runs through ctest. ctest runs
+# next to a throwaway PostgreSQL server (loopback, removed afterwards) for the tests labelled
+# postgres, which fail without it.
+scripts/with-postgres.sh cmake --workflow --preset ci
 
 if (( asan )); then
   # The same suite under AddressSanitizer and UndefinedBehaviorSanitizer.
-  cmake --workflow --preset asan
+  scripts/with-postgres.sh cmake --workflow --preset asan
 fi
 
 # libFuzzer targets (clang, ASan+UBSan) from their seed corpora, 20 s each; fails on any crash

@@ -42,11 +42,13 @@ workdir=$(mktemp -d "${TMPDIR:-/tmp}/twostep-pg.XXXXXX")
 data=$workdir/data
 log=$workdir/server.log
 
+# shellcheck disable=SC2317 # called from the EXIT trap
 stop_server() {
   if [[ -f $data/postmaster.pid ]]; then
     "${as_owner[@]}" "$bindir/pg_ctl" -D "$data" -m immediate -w stop >/dev/null 2>&1 || true
   fi
 }
+# shellcheck disable=SC2317 # the EXIT trap
 cleanup() {
   stop_server
   rm -rf "$workdir"
