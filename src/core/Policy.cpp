@@ -25,6 +25,7 @@ enum class Scope {
     Unlock,        ///< a SelfSubjectAccessReview carrying an unlock code
 };
 
+/// The username as messages show it: cut (at a character boundary) when absurdly long.
 std::string shown(std::string_view username) {
     if (username.size() <= MaxShownName) {
         return std::string(username);
@@ -81,10 +82,14 @@ std::optional<std::optional<Seconds>> requestedDuration(std::string_view suffix)
         return std::nullopt;
     }
     switch (suffix.back()) {
-    case 's': return std::optional<Seconds>{value};
-    case 'm': return std::optional<Seconds>{value * 60};
-    case 'h': return std::optional<Seconds>{value * 3600};
-    default: return std::nullopt;
+        case 's':
+            return std::optional<Seconds>{value};
+        case 'm':
+            return std::optional<Seconds>{value * 60};
+        case 'h':
+            return std::optional<Seconds>{value * 3600};
+        default:
+            return std::nullopt;
     }
 }
 
@@ -146,6 +151,12 @@ AuditEvent recordOf(const ReviewRequest& request, const Decision& decision, Seco
     return event;
 }
 
+/// Exempt and unprotected requests are not audited (design §3.9), and neither are dry runs:
+/// the webhooks declare sideEffects NoneOnDryRun. All three still get a log line.
+bool isAudited(Reason reason) {
+    return reason != Reason::Exempt && reason != Reason::NotProtected && reason != Reason::DryRun;
+}
+
 /// The message of an exception in flight, for the server log.
 std::string describe(const std::exception_ptr& error) {
     try {
@@ -168,6 +179,188 @@ ReviewOutcome failedOutcome(const std::exception_ptr& error) noexcept {
     }
     return outcome;
 }
+
+/// The steps of Reviewer::decide after scoping, for one request and one point in time.
+class Verification {
+public:
+    Verification(Store& store, const Sealer& sealer, const PolicyConfig& config,
+                 const ReviewRequest& request, Seconds now)
+        : store_(store),
+          sealer_(sealer),
+          config_(config),
+          request_(request),
+          now_(now),
+          name_(shown(request.username)) {}
+
+    Decision run(bool unlock) {
+        const std::optional<User> user = store_.findUser(request_.username);
+        if (!user) {
+            return notEnrolled();
+        }
+        if (user->state == UserState::Pending) {
+            return deny(Reason::Pending,
+                        "user " + name_ + " has not confirmed two-step enrollment yet; confirm " +
+                            "it with the first code from the authenticator app: " +
+                            "`twostep-enroll confirm " + name_ + " CODE`");
+        }
+        if (user->state == UserState::Disabled) {
+            return deny(Reason::Disabled, "two-step verification for user " + name_ +
+                                              " is disabled, so protected changes are refused; " +
+                                              "ask an admin to run `twostep-enroll enable " +
+                                              name_ + "`");
+        }
+        if (user->isLocked(now_)) {
+            return deny(Reason::LockedOut,
+                        "user " + name_ + " is locked out after too many wrong codes until " +
+                            formatTime(*user->lockedUntil) + "; wait, or ask an admin to run " +
+                            "`twostep-enroll unlock " + name_ + "`");
+        }
+        if (unlock) {
+            return runUnlock(*user);
+        }
+        if (user->hasGrant(now_)) {
+            return allow(Reason::Grant,
+                         {"allowed by a twostep grant until " + formatTime(*user->grantUntil)});
+        }
+        if (request_.operation == "DELETE" || request_.operation == "CONNECT") {
+            return deny(Reason::NeedsGrant,
+                        "deleting and exec/attach/port-forward need an open two-step grant: run "
+                        "`kubectl twostep unlock` and retry");
+        }
+        Decision decision = verify(*user, request_.token, false);
+        if (decision.allowed && config_.grantTtl > 0) {
+            store_.openGrant(request_.username, now_ + config_.grantTtl, now_);
+        }
+        return decision;
+    }
+
+private:
+    Decision notEnrolled() const {
+        if (config_.unenrolled == UnenrolledPolicy::Allow) {
+            return allow(
+                Reason::UnenrolledAllowed,
+                {"you are not enrolled in twostep two-step verification; allowed for now"});
+        }
+        return deny(Reason::NotEnrolled,
+                    "user " + name_ + " is not enrolled in two-step verification; ask an admin " +
+                        "to run `twostep-enroll add " + name_ + "`");
+    }
+
+    Decision runUnlock(const User& user) {
+        const std::string_view path = *request_.nonResourcePath;
+        const auto requested = requestedDuration(path.substr(UnlockPath.size()));
+        if (!requested) {
+            return deny(Reason::MalformedCode,
+                        "the unlock duration must be a number with s, m or h, as in "
+                        "/twostep.dev/unlock/10m (at most " +
+                            formatDuration(config_.grantMaxTtl) + "; none asks for the maximum)");
+        }
+        if (config_.grantMaxTtl <= 0) {
+            return deny(Reason::NeedsGrant,
+                        "unlocking is turned off on this webhook (the grant "
+                        "maximum is 0); ask an admin");
+        }
+        const Seconds ttl = std::min(requested->value_or(config_.grantMaxTtl), config_.grantMaxTtl);
+        Decision decision = verify(user, request_.nonResourceVerb, true);
+        if (!decision.allowed) {
+            return decision;
+        }
+        store_.openGrant(request_.username, now_ + ttl, now_);
+        // openGrant only extends: a longer grant that is already open stays.
+        const Seconds until = std::max(now_ + ttl, user.grantUntil.value_or(0));
+        decision.reason = Reason::Unlocked;
+        decision.warnings.insert(decision.warnings.begin(),
+                                 "twostep grant open until " + formatTime(until));
+        return decision;
+    }
+
+    /// Checks a TOTP or recovery code; a success consumes it.
+    Decision verify(const User& user, const std::optional<std::string>& code, bool unlock) {
+        const std::string where =
+            unlock ? "the unlock request's verb" : "annotation " + config_.fields.tokenAnnotation;
+        if (!code) {
+            if (unlock) {
+                return deny(Reason::MissingCode,
+                            "the unlock request carries no code in its verb; run `kubectl "
+                            "twostep unlock`");
+            }
+            const std::string& annotation = config_.fields.tokenAnnotation;
+            return deny(Reason::MissingCode,
+                        "no two-step code: add the current code from your authenticator app as "
+                        "annotation " +
+                            annotation + " (`kubectl twostep apply -f FILE`, or set " + annotation +
+                            "=<code>)");
+        }
+        if (looksLikeRecoveryCode(*code)) {
+            if (!store_.consumeRecoveryCode(user.username, *code, now_)) {
+                return wrongCode(user, "wrong or already used recovery code");
+            }
+            const int left = std::max(0, user.recoveryCodesLeft - 1);
+            return allow(Reason::RecoveryCode,
+                         {"a recovery code was used; " + std::to_string(left) + " left"});
+        }
+        if (!isWellFormedCode(*code, user.params.digits)) {
+            // Not counted as a failure: a typo or a pasted name is not a guess.
+            return malformed(user, where);
+        }
+        const SecretBytes secret = sealer_.open(user.sealedSecret, user.username);
+        const TotpResult result = verifyTotp(secret, *code, user.params, now_, config_.window);
+        switch (result.check) {
+            case CodeCheck::Malformed:
+                return malformed(user, where);
+            case CodeCheck::NoMatch:
+                return wrongCode(user, "wrong two-step code");
+            case CodeCheck::Matched:
+                break;
+        }
+        if (!store_.acceptStep(user.username, result.step, UserState::Active, now_)) {
+            // Not a failure: `kubectl apply` of several objects sends one code several times.
+            return replayed(user, result.step);
+        }
+        return allow(Reason::Verified);
+    }
+
+    Decision malformed(const User& user, const std::string& where) const {
+        return deny(Reason::MalformedCode, where + " must hold the " +
+                                               std::to_string(user.params.digits) +
+                                               "-digit code from your authenticator app");
+    }
+
+    Decision wrongCode(const User& user, const std::string& what) {
+        const FailureOutcome outcome = store_.recordFailure(user.username, config_.lockout, now_);
+        if (outcome.lockedUntil) {
+            return deny(Reason::WrongCode,
+                        what + " for user " + name_ + "; too many wrong codes: locked out until " +
+                            formatTime(*outcome.lockedUntil) + " (check your device's clock; an " +
+                            "admin can run `twostep-enroll unlock " + name_ + "`)");
+        }
+        const int left = std::max(0, config_.lockout.maxFailures - outcome.failures);
+        return deny(Reason::WrongCode, what + " for user " + name_ + " (" + std::to_string(left) +
+                                           " attempts left before a " +
+                                           "lockout); check that your device's clock is right");
+    }
+
+    Decision replayed(const User& user, std::int64_t step) const {
+        const std::int64_t newest = std::max(step, user.lastStep.value_or(step));
+        const Seconds wait = (newest + 1) * user.params.period - now_;
+        if (wait <= 0) {
+            return deny(Reason::Replayed,
+                        "this code was already used; use the current code "
+                        "from your authenticator app");
+        }
+        return deny(Reason::Replayed,
+                    "this code was already used; wait for the next code from "
+                    "your authenticator app, in " +
+                        std::to_string(wait) + " s");
+    }
+
+    Store& store_;
+    const Sealer& sealer_;
+    const PolicyConfig& config_;
+    const ReviewRequest& request_;
+    const Seconds now_;
+    const std::string name_;
+};
 
 }  // namespace
 
@@ -200,189 +393,15 @@ bool globMatch(std::string_view pattern, std::string_view text) {
 Reviewer::Reviewer(Store& store, const Sealer& sealer, const Clock& clock, PolicyConfig config)
     : store_(store), sealer_(sealer), clock_(clock), config_(std::move(config)) {}
 
-namespace {
-
-/// The steps of Reviewer::decide after scoping, for one request and one point in time.
-class Verification {
-public:
-    Verification(Store& store, const Sealer& sealer, const PolicyConfig& config,
-                 const ReviewRequest& request, Seconds now)
-        : store_(store), sealer_(sealer), config_(config), request_(request), now_(now),
-          name_(shown(request.username)) {}
-
-    Decision run(bool unlock) {
-        const std::optional<User> user = store_.findUser(request_.username);
-        if (!user) {
-            return notEnrolled();
-        }
-        if (user->state == UserState::Pending) {
-            return deny(Reason::Pending,
-                        "user " + name_ + " has not confirmed two-step enrollment yet; confirm " +
-                            "it with the first code from the authenticator app: " +
-                            "`twostep-enroll confirm " + name_ + " CODE`");
-        }
-        if (user->state == UserState::Disabled) {
-            return deny(Reason::Disabled, "two-step verification for user " + name_ +
-                                              " is disabled, so protected changes are refused; " +
-                                              "ask an admin to run `twostep-enroll enable " +
-                                              name_ + "`");
-        }
-        if (user->isLocked(now_)) {
-            return deny(Reason::LockedOut, "user " + name_ +
-                                               " is locked out after too many wrong codes until " +
-                                               formatTime(*user->lockedUntil) +
-                                               "; wait, or ask an admin to run " +
-                                               "`twostep-enroll unlock " + name_ + "`");
-        }
-        if (unlock) {
-            return runUnlock(*user);
-        }
-        if (user->hasGrant(now_)) {
-            return allow(Reason::Grant,
-                         {"allowed by a twostep grant until " + formatTime(*user->grantUntil)});
-        }
-        if (request_.operation == "DELETE" || request_.operation == "CONNECT") {
-            return deny(Reason::NeedsGrant,
-                        "deleting and exec/attach/port-forward need an open two-step grant: run "
-                        "`kubectl twostep unlock` and retry");
-        }
-        Decision decision = verify(*user, request_.token, false);
-        if (decision.allowed && config_.grantTtl > 0) {
-            store_.openGrant(request_.username, now_ + config_.grantTtl, now_);
-        }
-        return decision;
-    }
-
-private:
-    Decision notEnrolled() const {
-        if (config_.unenrolled == UnenrolledPolicy::Allow) {
-            return allow(Reason::UnenrolledAllowed,
-                         {"you are not enrolled in twostep two-step verification; allowed for now"});
-        }
-        return deny(Reason::NotEnrolled,
-                    "user " + name_ + " is not enrolled in two-step verification; ask an admin " +
-                        "to run `twostep-enroll add " + name_ + "`");
-    }
-
-    Decision runUnlock(const User& user) {
-        const std::string_view path = *request_.nonResourcePath;
-        const auto requested = requestedDuration(path.substr(UnlockPath.size()));
-        if (!requested) {
-            return deny(Reason::MalformedCode,
-                        "the unlock duration must be a number with s, m or h, as in "
-                        "/twostep.dev/unlock/10m (at most " +
-                            formatDuration(config_.grantMaxTtl) + "; none asks for the maximum)");
-        }
-        if (config_.grantMaxTtl <= 0) {
-            return deny(Reason::NeedsGrant, "unlocking is turned off on this webhook (the grant "
-                                            "maximum is 0); ask an admin");
-        }
-        const Seconds ttl = std::min(requested->value_or(config_.grantMaxTtl), config_.grantMaxTtl);
-        Decision decision = verify(user, request_.nonResourceVerb, true);
-        if (!decision.allowed) {
-            return decision;
-        }
-        store_.openGrant(request_.username, now_ + ttl, now_);
-        decision.reason = Reason::Unlocked;
-        decision.warnings.insert(decision.warnings.begin(),
-                                 "twostep grant open until " + formatTime(now_ + ttl));
-        return decision;
-    }
-
-    /// Checks a TOTP or recovery code; a success consumes it.
-    Decision verify(const User& user, const std::optional<std::string>& code, bool unlock) {
-        const std::string where = unlock ? "the unlock request's verb"
-                                         : "annotation " + config_.fields.tokenAnnotation;
-        if (!code) {
-            if (unlock) {
-                return deny(Reason::MissingCode,
-                            "the unlock request carries no code in its verb; run `kubectl "
-                            "twostep unlock`");
-            }
-            const std::string& annotation = config_.fields.tokenAnnotation;
-            return deny(Reason::MissingCode,
-                        "no two-step code: add the current code from your authenticator app as "
-                        "annotation " +
-                            annotation + " (`kubectl twostep apply -f FILE`, or set " +
-                            annotation + "=<code>)");
-        }
-        if (looksLikeRecoveryCode(*code)) {
-            if (!store_.consumeRecoveryCode(user.username, *code, now_)) {
-                return wrongCode(user, "wrong or already used recovery code");
-            }
-            const int left = std::max(0, user.recoveryCodesLeft - 1);
-            return allow(Reason::RecoveryCode,
-                         {"a recovery code was used; " + std::to_string(left) + " left"});
-        }
-        if (!isWellFormedCode(*code, user.params.digits)) {
-            // Not counted as a failure: a typo or a pasted name is not a guess.
-            return malformed(user, where);
-        }
-        const SecretBytes secret = sealer_.open(user.sealedSecret, user.username);
-        const TotpResult result = verifyTotp(secret, *code, user.params, now_, config_.window);
-        switch (result.check) {
-        case CodeCheck::Malformed: return malformed(user, where);
-        case CodeCheck::NoMatch:
-            return wrongCode(user, "wrong two-step code");
-        case CodeCheck::Matched: break;
-        }
-        if (!store_.acceptStep(user.username, result.step, UserState::Active, now_)) {
-            // Not a failure: `kubectl apply` of several objects sends one code several times.
-            return replayed(user, result.step);
-        }
-        return allow(Reason::Verified);
-    }
-
-    Decision malformed(const User& user, const std::string& where) const {
-        return deny(Reason::MalformedCode, where + " must hold the " +
-                                               std::to_string(user.params.digits) +
-                                               "-digit code from your authenticator app");
-    }
-
-    Decision wrongCode(const User& user, const std::string& what) {
-        const FailureOutcome outcome = store_.recordFailure(user.username, config_.lockout, now_);
-        if (outcome.lockedUntil) {
-            return deny(Reason::WrongCode,
-                        what + " for user " + name_ + "; too many wrong codes: locked out until " +
-                            formatTime(*outcome.lockedUntil) + " (check your device's clock; an " +
-                            "admin can run `twostep-enroll unlock " + name_ + "`)");
-        }
-        const int left = std::max(0, config_.lockout.maxFailures - outcome.failures);
-        return deny(Reason::WrongCode, what + " for user " + name_ + " (" +
-                                           std::to_string(left) + " attempts left before a " +
-                                           "lockout); check that your device's clock is right");
-    }
-
-    Decision replayed(const User& user, std::int64_t step) const {
-        const std::int64_t newest = std::max(step, user.lastStep.value_or(step));
-        const Seconds wait = (newest + 1) * user.params.period - now_;
-        if (wait <= 0) {
-            return deny(Reason::Replayed, "this code was already used; use the current code "
-                                          "from your authenticator app");
-        }
-        return deny(Reason::Replayed, "this code was already used; wait for the next code from "
-                                      "your authenticator app, in " +
-                                          std::to_string(wait) + " s");
-    }
-
-    Store& store_;
-    const Sealer& sealer_;
-    const PolicyConfig& config_;
-    const ReviewRequest& request_;
-    const Seconds now_;
-    const std::string name_;
-};
-
-}  // namespace
-
 Decision Reviewer::decide(const ReviewRequest& request) const {
     const auto matches = [](const std::vector<std::string>& patterns, std::string_view text) {
         return std::any_of(patterns.begin(), patterns.end(),
                            [text](const std::string& pattern) { return globMatch(pattern, text); });
     };
     if (matches(config_.exemptUsers, request.username) ||
-        std::any_of(request.groups.begin(), request.groups.end(),
-                    [&](const std::string& group) { return matches(config_.exemptGroups, group); })) {
+        std::any_of(request.groups.begin(), request.groups.end(), [&](const std::string& group) {
+            return matches(config_.exemptGroups, group);
+        })) {
         return allow(Reason::Exempt);
     }
     const Scope scope = scopeOf(request, config_);
@@ -394,7 +413,8 @@ Decision Reviewer::decide(const ReviewRequest& request) const {
         return allow(Reason::DryRun,
                      {"dry run: twostep checked no code; the real request will need one"});
     }
-    return Verification(store_, sealer_, config_, request, clock_.now()).run(scope == Scope::Unlock);
+    return Verification(store_, sealer_, config_, request, clock_.now())
+        .run(scope == Scope::Unlock);
 }
 
 ReviewOutcome Reviewer::review(std::string_view body, Endpoint endpoint) const noexcept {
@@ -419,7 +439,7 @@ ReviewOutcome Reviewer::respond(const ReviewRequest& request, Endpoint endpoint)
     std::optional<JsonPatch> patch;
     try {
         decision = decide(request);
-        if (decision.reason != Reason::Exempt && decision.reason != Reason::NotProtected) {
+        if (isAudited(decision.reason)) {
             store_.appendAudit(recordOf(request, decision, clock_.now()));
         }
         if (endpoint == Endpoint::Mutate && decision.allowed) {
