@@ -163,12 +163,17 @@ inline std::string reviewFor(const std::string& fixture, const std::string& user
 /// A webhook under test: files first (certificates, key, database, users), then start().
 class Webhook {
 public:
-    Webhook() : dir_("twostep-webhook"), pki_(dir_.path()) {
+    /// With `db` (e.g. a postgresql:// URL), the webhook and the test's store use that database
+    /// instead of a SQLite file in the test's directory.
+    explicit Webhook(std::string db = {})
+        : dir_("twostep-webhook"),
+          pki_(dir_.path()),
+          db_(db.empty() ? dbFile().string() : std::move(db)) {
         pki_.makeCa("ca");
         pki_.makeLeaf("server", "ca", true);
         core::MasterKey::generate().writeNewFile(keyFile());
         sealer_ = std::make_unique<core::Sealer>(core::MasterKey::fromFile(keyFile()));
-        store_ = core::openStore(dbFile().string());
+        store_ = core::openStore(db_);
         store_->setKeyFingerprintIfUnset(sealer_->key().fingerprint());
     }
 
@@ -218,7 +223,7 @@ public:
                                       "--listen=127.0.0.1:0",
                                       "--tls-cert=" + pki_.pem("server").string(),
                                       "--tls-key=" + pki_.key("server").string(),
-                                      "--db=" + dbFile().string(),
+                                      "--db=" + db_,
                                       "--master-key-file=" + keyFile().string(),
                                       "--log-format=json"};
         args.insert(args.end(), extra.begin(), extra.end());
@@ -300,6 +305,7 @@ public:
 private:
     TempDir dir_;
     Pki pki_;
+    std::string db_;
     std::unique_ptr<core::Sealer> sealer_;
     std::unique_ptr<core::Store> store_;
     std::map<std::string, core::SecretBytes> secrets_;
