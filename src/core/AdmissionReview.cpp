@@ -406,6 +406,44 @@ std::optional<std::string> stripLastApplied(const std::string& lastApplied,
     return stripped;
 }
 
+/// Appends `text` as a JSON string exactly as nlohmann's dump() does: short escapes for the quote,
+/// the backslash, \b, \f, \n, \r and \t, \u00xx for other control characters, UTF-8 as it is.
+/// Text that is not valid UTF-8 (a message could quote a name cut mid-character) goes through
+/// nlohmann, which writes U+FFFD for the bad bytes instead of throwing.
+void appendJsonString(std::string& out, std::string_view text) {
+    if (!simdjson::validate_utf8(text)) {
+        out += nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        return;
+    }
+    out += '"';
+    std::size_t copied = 0;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            continue;
+        }
+        out.append(text.substr(copied, i - copied));
+        copied = i + 1;
+        switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\b': out += "\\b"; break;
+        case '\f': out += "\\f"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\t': out += "\\t"; break;
+        default: {
+            static constexpr char Hex[] = "0123456789abcdef";
+            out += "\\u00";
+            out += Hex[c >> 4];
+            out += Hex[c & 0x0f];
+        }
+        }
+    }
+    out.append(text.substr(copied));
+    out += '"';
+}
+
 std::string base64(std::string_view data) {
     std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
     const int written =
@@ -463,24 +501,44 @@ std::optional<JsonPatch> buildStripPatch(const ReviewRequest& request,
 
 std::string buildResponse(const ReviewRequest& request, const Decision& decision,
                           const std::optional<JsonPatch>& patch) {
-    nlohmann::json response = {{"uid", request.uid}, {"allowed", decision.allowed}};
-    if (!decision.allowed) {
-        response["status"] = {{"code", 403}, {"reason", "Forbidden"}, {"message", decision.message}};
-    }
-    response["auditAnnotations"] = {{"decision", decision.allowed ? "allow" : "deny"},
-                                    {"reason", toString(decision.reason)}};
-    if (!decision.warnings.empty()) {
-        response["warnings"] = decision.warnings;
-    }
+    // Written by hand rather than through an nlohmann DOM: this runs for every request, and the
+    // DOM cost as much as parsing the whole review (docs/benchmarks.md). The text is what
+    // nlohmann's dump() wrote: keys in sorted order, the same escapes, no spaces.
+    std::string out;
+    out.reserve(256 + decision.message.size() + (patch ? patch->size() * 4 / 3 : 0));
+    out += "{\"apiVersion\":";
+    appendJsonString(out, request.apiVersion);
+    out += ",\"kind\":\"AdmissionReview\",\"response\":{\"allowed\":";
+    out += decision.allowed ? "true" : "false";
+    out += ",\"auditAnnotations\":{\"decision\":";
+    out += decision.allowed ? "\"allow\"" : "\"deny\"";
+    out += ",\"reason\":";
+    appendJsonString(out, toString(decision.reason));
+    out += '}';
     if (patch) {
-        response["patchType"] = "JSONPatch";
-        response["patch"] = base64(*patch);
+        out += ",\"patch\":\"";
+        out += base64(*patch);
+        out += "\",\"patchType\":\"JSONPatch\"";
     }
-    const nlohmann::json review = {{"apiVersion", request.apiVersion},
-                                   {"kind", "AdmissionReview"},
-                                   {"response", std::move(response)}};
-    // replace: a message could quote a name cut mid-character; never throw over that.
-    return review.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (!decision.allowed) {
+        out += ",\"status\":{\"code\":403,\"message\":";
+        appendJsonString(out, decision.message);
+        out += ",\"reason\":\"Forbidden\"}";
+    }
+    out += ",\"uid\":";
+    appendJsonString(out, request.uid);
+    if (!decision.warnings.empty()) {
+        out += ",\"warnings\":[";
+        for (std::size_t i = 0; i < decision.warnings.size(); ++i) {
+            if (i > 0) {
+                out += ',';
+            }
+            appendJsonString(out, decision.warnings[i]);
+        }
+        out += ']';
+    }
+    out += "}}";
+    return out;
 }
 
 }  // namespace twostep::core

@@ -170,6 +170,9 @@ void checkAnswer(const core::ReviewRequest& request, const core::ReviewOutcome& 
     check(outcome.decision.has_value(), "an HTTP 200 without a decision");
     const nlohmann::json body = nlohmann::json::parse(outcome.body, nullptr, false);
     check(!body.is_discarded() && body.is_object(), "the response is not a JSON object");
+    // buildResponse writes by hand what nlohmann would: sorted keys, the same escapes.
+    check(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) == outcome.body,
+          "the response is not what nlohmann would have written: " + outcome.body);
     check(body.value("apiVersion", "") == request.apiVersion, "the apiVersion is not echoed");
     const nlohmann::json& response = body.at("response");
     check(response.value("uid", "") == request.uid, "the uid is not echoed");
