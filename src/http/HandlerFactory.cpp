@@ -145,6 +145,13 @@ void sendResponse(Poco::Net::HTTPServerResponse& response, Metrics& metrics, int
         }
         response.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
         response.setContentType(std::string(contentType));
+        if (status == 200) {
+            // Header and body leave in one TLS record and one write when the response object
+            // dies, right after the handler returns (send() below writes twice): this is every
+            // review's answer: one write and ~6% of the instructions less (docs/benchmarks.md).
+            response.sendBuffer(body.data(), body.size());
+            return;
+        }
         response.setContentLength64(static_cast<Poco::Int64>(body.size()));
         // Not sendBuffer(): its header stream is only flushed when the response object dies,
         // and a 413 must reach the client before the handler lingers on the connection.
