@@ -11,6 +11,8 @@
 #include <chrono>
 #include <limits>
 #include <mutex>
+#include <string_view>
+#include <unordered_map>
 #include <utility>
 
 #include "core/ConnectionPool.hpp"
@@ -20,7 +22,45 @@
 
 namespace twostep::core {
 
+/// A connection that keeps the statements of the request path compiled: preparing the user query
+/// cost more than running it (docs/benchmarks.md). Its statements are finalized before the
+/// connection closes (members die before the base). Used by one thread at a time (a pool lease).
+class SqliteConnection final : public SQLite::Database {
+public:
+    using SQLite::Database::Database;
+
+    /// The compiled statement for `sql`, which must outlive the connection (a literal or a
+    /// static string). Use it through ReusedStatement, which resets it after each use.
+    SQLite::Statement& statement(std::string_view sql) {
+        std::unique_ptr<SQLite::Statement>& slot = statements_[sql];
+        if (!slot) {
+            slot = std::make_unique<SQLite::Statement>(*this, std::string(sql));
+        }
+        return *slot;
+    }
+
+private:
+    std::unordered_map<std::string_view, std::unique_ptr<SQLite::Statement>> statements_;
+};
+
 namespace {
+
+/// One use of a connection's cached statement, reset when the use ends: a statement left on a
+/// row would keep its read transaction (and an old snapshot) open until its next use.
+class ReusedStatement {
+public:
+    ReusedStatement(SQLite::Database& db, std::string_view sql)
+        : statement_(static_cast<SqliteConnection&>(db).statement(sql)) {}
+    ~ReusedStatement() { statement_.tryReset(); }
+    ReusedStatement(const ReusedStatement&) = delete;
+    ReusedStatement& operator=(const ReusedStatement&) = delete;
+
+    SQLite::Statement& operator*() { return statement_; }
+    SQLite::Statement* operator->() { return &statement_; }
+
+private:
+    SQLite::Statement& statement_;
+};
 
 constexpr std::string_view MemoryPath = ":memory:";
 constexpr const char* KeyFingerprintKey = "key_fingerprint";
@@ -28,9 +68,9 @@ constexpr const char* KeyFingerprintKey = "key_fingerprint";
 /// Opens one connection. Only the store's first connection may create the file: a database that
 /// disappears while the webhook runs must fail every request (fail closed), not be replaced by an
 /// empty one that knows no user and no used code.
-std::unique_ptr<SQLite::Database> openConnection(const std::string& path,
+std::unique_ptr<SqliteConnection> openConnection(const std::string& path,
                                                  const SqliteOptions& options, bool create) {
-    auto db = std::make_unique<SQLite::Database>(
+    auto db = std::make_unique<SqliteConnection>(
         path, SQLite::OPEN_READWRITE | (create ? SQLite::OPEN_CREATE : 0), options.busyTimeoutMs);
     // Per-connection settings: SQLite does not store these in the file.
     db->exec("PRAGMA foreign_keys = ON");
@@ -192,12 +232,18 @@ bool insertUser(SQLite::Database& db, const NewUser& user, Seconds now) {
 template <typename... Extra>
 bool updateUser(SQLite::Database& db, const char* sql, std::string_view username, Seconds now,
                 const Extra&... extra) {
-    SQLite::Statement update(db, sql);
-    bindText(update, 1, username);
-    update.bind(2, now);
+    ReusedStatement update(db, sql);
+    bindText(*update, 1, username);
+    update->bind(2, now);
     int index = 3;
-    (update.bind(index++, extra), ...);
-    return update.exec() == 1;
+    (update->bind(index++, extra), ...);
+    return update->exec() == 1;
+}
+
+/// SelectUsers for one username.
+const std::string& selectUserByName() {
+    static const std::string sql = std::string(SelectUsers) + " WHERE username = ?";
+    return sql;
 }
 
 }  // namespace
@@ -279,12 +325,12 @@ SqliteStore::~SqliteStore() = default;
 std::optional<User> SqliteStore::findUser(std::string_view username) {
     return withConnection(
         Access::Read, "read user", username, [&](SQLite::Database& db) -> std::optional<User> {
-            SQLite::Statement query(db, std::string(SelectUsers) + " WHERE username = ?");
-            bindText(query, 1, username);
-            if (!query.executeStep()) {
+            ReusedStatement query(db, selectUserByName());
+            bindText(*query, 1, username);
+            if (!query->executeStep()) {
                 return std::nullopt;
             }
-            return readUser(query);
+            return readUser(*query);
         });
 }
 
@@ -411,35 +457,35 @@ FailureOutcome SqliteStore::recordFailure(std::string_view username, const Locko
             // Read and write under one write lock (BEGIN IMMEDIATE), so concurrent failures are all
             // counted and two of them never both start a lockout.
             SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
-            SQLite::Statement read(db, "SELECT failures, lockouts FROM users WHERE username = ?");
-            bindText(read, 1, username);
+            ReusedStatement read(db, "SELECT failures, lockouts FROM users WHERE username = ?");
+            bindText(*read, 1, username);
             FailureOutcome outcome;
-            if (!read.executeStep()) {
+            if (!read->executeStep()) {
                 return outcome;  // unknown user: nothing to count
             }
             constexpr int Max = std::numeric_limits<int>::max();
-            const int failures = read.getColumn(0).getInt();
-            int lockouts = read.getColumn(1).getInt();
+            const int failures = read->getColumn(0).getInt();
+            int lockouts = read->getColumn(1).getInt();
             outcome.failures = failures < Max ? failures + 1 : Max;
             if (outcome.failures >= std::max(1, policy.maxFailures)) {
                 lockouts = lockouts < Max ? lockouts + 1 : Max;
                 outcome.lockedUntil = now + policy.lockFor(lockouts);
                 outcome.failures = 0;  // a new streak starts when the lock ends
             }
-            SQLite::Statement update(db,
-                                     "UPDATE users SET failures = ?3, lockouts = ?4, "
-                                     "locked_until = COALESCE(?5, locked_until), updated_at = ?2 "
-                                     "WHERE username = ?1");
-            bindText(update, 1, username);
-            update.bind(2, now);
-            update.bind(3, outcome.failures);
-            update.bind(4, lockouts);
+            ReusedStatement update(db,
+                                   "UPDATE users SET failures = ?3, lockouts = ?4, "
+                                   "locked_until = COALESCE(?5, locked_until), updated_at = ?2 "
+                                   "WHERE username = ?1");
+            bindText(*update, 1, username);
+            update->bind(2, now);
+            update->bind(3, outcome.failures);
+            update->bind(4, lockouts);
             if (outcome.lockedUntil) {
-                update.bind(5, *outcome.lockedUntil);
+                update->bind(5, *outcome.lockedUntil);
             } else {
-                update.bind(5);
+                update->bind(5);
             }
-            update.exec();
+            update->exec();
             transaction.commit();
             return outcome;
         });
@@ -538,21 +584,21 @@ bool SqliteStore::consumeRecoveryCode(std::string_view username, std::string_vie
 
 void SqliteStore::appendAudit(const AuditEvent& event) {
     withConnection(Access::Write, "append to the audit log", {}, [&](SQLite::Database& db) {
-        SQLite::Statement insert(
+        ReusedStatement insert(
             db,
             "INSERT INTO audit_events (time, username, operation, resource, subresource, "
             "namespace, name, decision, reason, uid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-        insert.bind(1, event.time);
-        bindText(insert, 2, event.username);
-        bindText(insert, 3, event.operation);
-        bindText(insert, 4, event.resource);
-        bindText(insert, 5, event.subResource);
-        bindText(insert, 6, event.nameSpace);
-        bindText(insert, 7, event.name);
-        bindText(insert, 8, event.decision);
-        bindText(insert, 9, event.reason);
-        bindText(insert, 10, event.uid);
-        insert.exec();
+        insert->bind(1, event.time);
+        bindText(*insert, 2, event.username);
+        bindText(*insert, 3, event.operation);
+        bindText(*insert, 4, event.resource);
+        bindText(*insert, 5, event.subResource);
+        bindText(*insert, 6, event.nameSpace);
+        bindText(*insert, 7, event.name);
+        bindText(*insert, 8, event.decision);
+        bindText(*insert, 9, event.reason);
+        bindText(*insert, 10, event.uid);
+        insert->exec();
     });
 }
 

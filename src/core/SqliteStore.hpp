@@ -17,6 +17,7 @@ namespace twostep::core {
 
 template <typename Connection>
 class ConnectionPool;
+class SqliteConnection;
 
 /// How SqliteStore opens its connections.
 struct SqliteOptions {
@@ -82,7 +83,7 @@ public:
     const std::string& path() const { return path_; }
 
 private:
-    using Pool = ConnectionPool<SQLite::Database>;
+    using Pool = ConnectionPool<SqliteConnection>;
     enum class Access { Read, Write };
 
     /// Runs `fn(SQLite::Database&)` on a pooled connection and turns a SQLite::Exception into a
