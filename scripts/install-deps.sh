@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the Debian 12 packages twostep needs to build, test and run; installs only what is
-# missing, so it is cheap to call on every build. Usage: scripts/install-deps.sh [build|test|runtime]
+# missing, so it is cheap to call on every build. Usage: scripts/install-deps.sh [build|test|demo|runtime]
 # (`--list PROFILE` prints the profile's packages, one a line, and installs nothing.)
 set -eu
 list=0
@@ -24,8 +24,9 @@ runtime="libpocofoundation80 libpoconet80 libpoconetssl80 libpocoutil80 libpococ
 case $profile in
   build) want=$build ;;
   test) want=$test ;;
+  demo) want="$build oathtool openssl curl" ;;
   runtime) want=$runtime ;;
-  *) echo "usage: $0 [--list] [build|test|runtime]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--list] [build|test|demo|runtime]" >&2; exit 2 ;;
 esac
 # shellcheck disable=SC2086 # one package a line
 if [ "$list" -eq 1 ]; then printf '%s\n' $want; exit 0; fi
