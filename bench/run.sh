@@ -9,8 +9,8 @@
 #
 # Environment: DURATION (s, default 10), WARMUP (s, 1), CONNECTIONS (32), USERS (100000),
 # SERVER_CPU (0), LOADGEN_CPU (1), SCENARIOS ("exempt wrong valid replay mutate pool"),
-# SERVER_FLAGS (extra webhook flags, e.g. --sqlite-synchronous=normal), KEEP (1: keep the work
-# dir). Each scenario runs against a fresh copy of one database of USERS enrolled users, with
+# SYNCHRONOUS (full, normal or durable-steps: the database's PRAGMA synchronous, default the
+# store's), SERVER_FLAGS (extra webhook flags), KEEP (1: keep the work dir). Each scenario runs against a fresh copy of one database of USERS enrolled users, with
 # the server pinned to SERVER_CPU and the generator to LOADGEN_CPU.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,22 +29,23 @@ server_cpu=${SERVER_CPU:-0}
 loadgen_cpu=${LOADGEN_CPU:-1}
 scenarios=${SCENARIOS:-exempt wrong valid replay mutate pool}
 read -r -a server_flags <<<"${SERVER_FLAGS:-}"
+db_url() { echo "sqlite:$work/db/twostep.db${SYNCHRONOUS:+?synchronous=$SYNCHRONOUS}"; }
 body=$root/bench/review-4.6k.json
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/twostep-bench.XXXXXX")
 server_pid=""
 cleanup() {
-  [[ -n $server_pid ]] && kill -KILL "$server_pid" 2>/dev/null || true
-  [[ ${KEEP:-0} == 1 ]] && echo "work dir kept: $work" >&2 || rm -rf "$work"
+  if [[ -n $server_pid ]]; then kill -KILL "$server_pid" 2>/dev/null || true; fi
+  if [[ ${KEEP:-0} == 1 ]]; then echo "work dir kept: $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
-# shellcheck source=pki.sh
+# shellcheck source-path=SCRIPTDIR source=pki.sh
 source "$root/bench/pki.sh"
 make_pki "$work"
 
 echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
   "$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); kernel $(uname -r)"
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); synchronous: ${SYNCHRONOUS:-default}"
 echo "enrolling $users users (twostep-enroll import)..."
 "$enroll" --db "$work/template/twostep.db" --master-key-file "$work/master.key" init >/dev/null
 "$loadgen" users --count "$users" --out "$work/users.csv"
@@ -61,7 +62,7 @@ start_server() {
   local line
   line=$("$loadgen" startup --log "$work/server.log" --ca "$work/ca.pem" --cpu "$server_cpu" -- \
     "$webhook" --listen=127.0.0.1:0 --tls-cert="$work/server.pem" --tls-key="$work/server.key" \
-    --db="$work/db/twostep.db" --master-key-file="$work/master.key" "${server_flags[@]}" "$@")
+    --db="$(db_url)" --master-key-file="$work/master.key" "${server_flags[@]}" "$@")
   server_pid=$(sed -n 's/.*pid=\([0-9]*\).*/\1/p' <<<"$line")
   server_port=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' <<<"$line")
   ready_ms=$(sed -n 's/.*ready_ms=\([0-9.]*\).*/\1/p' <<<"$line")
@@ -88,7 +89,6 @@ run() {
     --response-timeout-ms 5000 2>"$work/loadgen.err") || rc=$?
   stop_server
   echo "$result" >>"$work/results.txt"
-  local ms
   ms() { awk -v us="$(field "$1" "$result")" 'BEGIN {printf "%.2f", us / 1000}'; }
   rows+=("$(printf '%-22s %5s %8s %7s %7s %7s %8s %6s %7s %7s  %s' "$name" "$conns" \
     "$(field rps "$result")" "$(ms p50_us)" "$(ms p90_us)" "$(ms p99_us)" "$(ms p999_us)" \

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A 10 MB body is refused with 413 before it is read (Content-Length) or as soon as the limit is
 # passed (chunked), quickly, and the server keeps serving.
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 make_db "$work/db" 10

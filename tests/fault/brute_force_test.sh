@@ -3,7 +3,7 @@
 # BRUTE_SECONDS (default 10). The lockout bounds how many guesses are even checked: the audit log
 # must show at most 5 checked guesses (wrong_code) per lockout window plus the guesses already in
 # flight when the first lock began, and every later guess refused unchecked (locked_out).
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 seconds=${BRUTE_SECONDS:-10}
 connections=32

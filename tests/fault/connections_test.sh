@@ -2,7 +2,7 @@
 # 1,000 concurrent keep-alive connections against the default pool (--threads 32, --queue 64):
 # the server survives, connections beyond the pool wait or are refused (never served wrongly),
 # nothing is allowed by accident, and it serves normally once the crowd leaves.
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 ulimit -n 8192  # the generator and the server each hold 1,000 sockets
 

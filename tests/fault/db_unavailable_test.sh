@@ -4,7 +4,7 @@
 # empty database is created in its place, and service comes back when the file does.
 # (Permission bits are not a test of this: a running process keeps the files it has open, and
 # the webhook runs as root here, which bypasses them anyway.)
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 make_db "$work/db" 20

@@ -6,7 +6,7 @@
 if [[ -z ${TWOSTEP_FAULT_NS:-} ]]; then
   exec unshare --mount --propagation private env TWOSTEP_FAULT_NS=1 bash "$0" "$@"
 fi
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 mkdir -p "$work/disk"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # kill -9 under load, then a restart: `PRAGMA integrity_check` is ok, no enrolled user is lost,
 # every code the webhook accepted before the crash has its audit row and is refused after it.
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 make_db "$work/db" 10000

@@ -10,7 +10,7 @@ ENROLL=$2
 LOADGEN=$3
 ROOT=$4
 BODY_TEMPLATE=$ROOT/bench/review-4.6k.json
-# shellcheck source=../../bench/pki.sh
+# shellcheck source-path=SCRIPTDIR source=../../bench/pki.sh
 source "$ROOT/bench/pki.sh"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/twostep-fault.XXXXXX")
@@ -65,14 +65,15 @@ start_server() {
   note "webhook pid $server_pid on port $server_port ($(field ready_ms "$line") ms to ready)"
 }
 
-# stop_server: SIGTERM, then waits (at most 10 s) for the process to go.
+# stop_server: SIGTERM, then waits for the process to go: at most 15 s, since a graceful stop
+# lets requests in flight finish, bounded by --read-timeout (default 10 s).
 stop_server() {
   kill -TERM "$server_pid" 2>/dev/null || true
-  for _ in $(seq 100); do
+  for _ in $(seq 150); do
     kill -0 "$server_pid" 2>/dev/null || { server_pid=""; return 0; }
     sleep 0.1
   done
-  fail "the webhook did not stop within 10 s of SIGTERM"
+  fail "the webhook did not stop within 15 s of SIGTERM"
 }
 
 server_alive() { kill -0 "$server_pid" 2>/dev/null; }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Deeply nested JSON, in the body and inside last-applied-configuration (which /mutate parses
 # again to rewrite): a 400 or a plain allow, quickly, never a crash or a hang.
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 make_db "$work/db" 10

@@ -4,7 +4,7 @@
 # or right after; clients that trickle a byte at a time hold their threads (POCO has no deadline
 # for a whole request header, docs/benchmarks.md), yet nothing is allowed by accident and service
 # resumes the moment they go.
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 slow() { python3 "$(dirname "$0")/slow_clients.py" "$server_port" "$work/ca.pem" "$@"; }
 
