@@ -15,10 +15,15 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
+#include <condition_variable>
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <thread>
 
 #include "core/Clock.hpp"
 #include "core/Error.hpp"
@@ -67,6 +72,38 @@ void blockTerminationSignals() {
 Poco::Timespan timespanOf(std::chrono::milliseconds d) {
     return Poco::Timespan(static_cast<Poco::Timespan::TimeDiff>(d.count()) * 1000);
 }
+
+/// Ends the process if a graceful stop outlasts `limit`: POCO waits for the request each
+/// connection is reading, and a client that trickles header bytes slower than --read-timeout
+/// could hold that wait open indefinitely.
+class StopDeadline {
+public:
+    StopDeadline(std::chrono::milliseconds limit, Log& log)
+        : thread_([this, limit, &log] {
+              std::unique_lock lock(mutex_);
+              if (!finished_.wait_for(lock, limit, [this] { return done_; })) {
+                  log.error("stopping took longer than " + std::to_string(limit.count()) +
+                            " ms; exiting without waiting for the remaining connections");
+                  std::_Exit(Poco::Util::Application::EXIT_SOFTWARE);
+              }
+          }) {}
+    ~StopDeadline() {
+        {
+            const std::lock_guard lock(mutex_);
+            done_ = true;
+        }
+        finished_.notify_all();
+        thread_.join();
+    }
+    StopDeadline(const StopDeadline&) = delete;
+    StopDeadline& operator=(const StopDeadline&) = delete;
+
+private:
+    std::mutex mutex_;
+    std::condition_variable finished_;
+    bool done_ = false;
+    std::thread thread_;  // last: starts after the members it uses exist
+};
 
 /// Initialises POCO's SSL library for the lifetime of the object.
 struct SslLibrary {
@@ -264,10 +301,15 @@ int WebhookServer::main(const ArgVec& args) {
     waitForTerminationRequest();
 
     log.info("stopping: finishing requests in flight");
-    // Closes the listening socket, lets each connection finish the request it is serving (bounded
-    // by --read-timeout for the body and the review itself), then shuts idle connections down.
-    server.stopAll(false);
-    pool.joinAll();
+    {
+        // A request in flight needs at most about two read timeouts (headers, then the body's
+        // own deadline) plus its review; past that a client is stalling on purpose.
+        const StopDeadline deadline(2 * config_.readTimeout + std::chrono::seconds(2), log);
+        // Closes the listening socket, lets each connection finish the request it is serving,
+        // then shuts idle keep-alive connections down.
+        server.stopAll(false);
+        pool.joinAll();
+    }
     log.info("stopped");
     return EXIT_OK;
 }

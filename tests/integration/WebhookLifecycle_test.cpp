@@ -6,11 +6,15 @@
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/Net/HTTPSClientSession.h>
+#include <Poco/Net/SecureStreamSocket.h>
+#include <Poco/Net/SocketAddress.h>
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "integration/WebhookHarness.hpp"
 
@@ -252,4 +256,38 @@ TEST_CASE("text log lines carry the decision fields and never the code",
                                         "resource=apps/v1/deployments namespace=default") &&
                         Catch::Contains(" decision=allow reason=verified duration_ms="));
     CHECK_FALSE(twostep::test::containsNumber(log, code));
+}
+
+TEST_CASE("a client trickling its headers cannot hold a stop open for long",
+          "[integration][lifecycle]") {
+    Webhook webhook;
+    webhook.start({"--read-timeout=1s"});
+    // One byte every 400 ms: never idle for a whole read timeout, never done with its headers.
+    Poco::Net::SecureStreamSocket trickle(Poco::Net::SocketAddress("127.0.0.1", webhook.port()),
+                                          webhook.clientContext());
+    std::atomic<bool> stop{false};
+    std::thread sender([&] {
+        const std::string head = "POST /validate HTTP/1.1\r\nX-Slow: ";
+        try {
+            trickle.sendBytes(head.data(), static_cast<int>(head.size()));
+            while (!stop.load()) {
+                trickle.sendBytes("a", 1);
+                std::this_thread::sleep_for(400ms);
+            }
+        } catch (const Poco::Exception&) {
+            // The server went away: expected at the end.
+        }
+    });
+    std::this_thread::sleep_for(500ms);
+    const auto start = std::chrono::steady_clock::now();
+    webhook.server().signal(SIGTERM);
+    const auto code = webhook.server().waitExit(10s);
+    const auto took = std::chrono::steady_clock::now() - start;
+    stop = true;
+    sender.join();
+    REQUIRE(code.has_value());
+    // 2 x --read-timeout + 2 s, then out, with a message saying why.
+    CHECK(took < 6s);
+    CHECK(*code == 70);
+    CHECK_THAT(webhook.server().output(), Catch::Contains("stopping took longer than 4000 ms"));
 }

@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <latch>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -271,30 +273,33 @@ TEST_CASE("of 16 concurrent requests carrying the same code exactly one is allow
         webhook.enroll("user" + std::to_string(round));  // each round needs an unused step
     }
     webhook.start({"--threads=32"});
+    const Poco::Net::Context::Ptr context = webhook.clientContext();
 
     for (int round = 0; round < Rounds; ++round) {
         const std::string user = "user" + std::to_string(round);
         const std::string body = reviewFor("0004", user, webhook.code(user));
-        // Connect and handshake first, so the requests themselves race.
-        std::vector<std::unique_ptr<Poco::Net::HTTPSClientSession>> sessions;
-        for (int i = 0; i < Clients; ++i) {
-            sessions.push_back(std::make_unique<Poco::Net::HTTPSClientSession>(
-                "127.0.0.1", webhook.port(), webhook.clientContext()));
-            REQUIRE(Webhook::exchange(*sessions.back(), "GET", "/healthz", "").status == 200);
-        }
         std::atomic<int> allowed{0};
         std::atomic<int> replayed{0};
         std::atomic<int> other{0};
-        std::atomic<bool> go{false};
+        std::latch connected(Clients);
+        std::latch go(1);
         std::vector<std::thread> threads;
         for (int i = 0; i < Clients; ++i) {
-            threads.emplace_back([&, i] {
-                while (!go.load()) {
-                    std::this_thread::yield();
-                }
+            threads.emplace_back([&] {
+                // Connect and handshake first, so that the requests themselves race.
+                std::optional<Poco::Net::HTTPSClientSession> session;
+                bool up = false;
                 try {
-                    const HttpResult r = Webhook::exchange(*sessions[static_cast<std::size_t>(i)],
-                                                           "POST", "/validate", body);
+                    session.emplace("127.0.0.1", webhook.port(), context);
+                    up = Webhook::exchange(*session, "GET", "/healthz", "").status == 200;
+                } catch (...) {
+                    up = false;
+                }
+                connected.count_down();
+                go.wait();
+                try {
+                    const HttpResult r = up ? Webhook::exchange(*session, "POST", "/validate", body)
+                                            : HttpResult{};
                     if (r.status == 200 && r.allowed()) {
                         ++allowed;
                     } else if (r.status == 200 && r.reason() == "replayed") {
@@ -307,7 +312,8 @@ TEST_CASE("of 16 concurrent requests carrying the same code exactly one is allow
                 }
             });
         }
-        go = true;
+        connected.wait();
+        go.count_down();
         for (auto& t : threads) {
             t.join();
         }
