@@ -7,11 +7,11 @@
 #include <filesystem>
 #include <iostream>
 #include <mutex>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "LoadEngine.hpp"
-#include "core/SqliteStore.hpp"
 
 namespace twostep::bench {
 
@@ -20,8 +20,7 @@ void runStoreBench(const StoreBenchOptions& options) {
         std::filesystem::remove(options.path + suffix);
     }
     core::SqliteOptions sqlite;
-    sqlite.synchronous = options.synchronousFull ? core::SqliteOptions::Synchronous::Full
-                                                 : core::SqliteOptions::Synchronous::Normal;
+    sqlite.synchronous = options.synchronous;
     core::SqliteStore store(options.path, sqlite);
     const core::Seconds now = core::SystemClock().now();
     std::vector<core::NewUser> users;
@@ -79,7 +78,15 @@ void runStoreBench(const StoreBenchOptions& options) {
     }
     std::sort(latencies.begin(), latencies.end());
     const auto us = [&](double q) { return quantile(latencies, q) / 1000; };
-    std::cout << "synchronous=" << (options.synchronousFull ? "full" : "normal")
+    const auto mode = [&]() -> std::string_view {
+        switch (options.synchronous) {
+        case core::SqliteOptions::Synchronous::Full: return "full";
+        case core::SqliteOptions::Synchronous::Normal: return "normal";
+        case core::SqliteOptions::Synchronous::DurableState: return "durable-state";
+        }
+        return "?";
+    };
+    std::cout << "synchronous=" << mode()
               << " threads=" << options.threads << " accepted_codes=" << latencies.size()
               << " per_second=" << static_cast<long>(static_cast<double>(latencies.size()) /
                                                      options.seconds)

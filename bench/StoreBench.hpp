@@ -1,15 +1,16 @@
-/// `twostep-loadgen store`: what one accepted code costs in SqliteStore, without HTTP, for
-/// PRAGMA synchronous FULL against NORMAL (docs/benchmarks.md, durability).
+/// `twostep-loadgen store`: what one accepted code costs in SqliteStore, without HTTP, for each
+/// SqliteOptions::Synchronous (docs/benchmarks.md, durability).
 #pragma once
 
-#include <map>
 #include <string>
+
+#include "core/SqliteStore.hpp"
 
 namespace twostep::bench {
 
 struct StoreBenchOptions {
     std::string path;          ///< a fresh database file (removed first)
-    bool synchronousFull = true;
+    core::SqliteOptions::Synchronous synchronous = core::SqliteOptions::Synchronous::Full;
     int threads = 8;           ///< concurrent callers, as the webhook's worker threads
     double seconds = 5;
     int users = 10000;

@@ -2,7 +2,7 @@
 //   users   --count N --out FILE [--prefix P]      CSV of users with fresh secrets, for import
 //   run     --port P --scenario S --body FILE ...  closed-loop load, one result line
 //   startup --log FILE [--cpu N] -- SERVER ARGS    exec to first 200 on /readyz, server kept
-//   store   --db FILE --sync full|normal ...       SqliteStore writes of an accepted code
+//   store   --db FILE --sync full|normal|durable-state   SqliteStore writes of an accepted code
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <openssl/ssl.h>
@@ -368,10 +368,15 @@ int cmdStore(const Args& args) {
     bench::StoreBenchOptions options;
     options.path = args.need("db");
     const std::string sync = args.get("sync", "full");
-    if (sync != "full" && sync != "normal") {
-        throw std::runtime_error("--sync must be full or normal");
+    if (sync == "full") {
+        options.synchronous = core::SqliteOptions::Synchronous::Full;
+    } else if (sync == "normal") {
+        options.synchronous = core::SqliteOptions::Synchronous::Normal;
+    } else if (sync == "durable-state") {
+        options.synchronous = core::SqliteOptions::Synchronous::DurableState;
+    } else {
+        throw std::runtime_error("--sync must be full, normal or durable-state");
     }
-    options.synchronousFull = sync == "full";
     options.threads = static_cast<int>(args.number("threads", 8));
     options.seconds = args.real("seconds", 5);
     options.users = static_cast<int>(args.number("users", 10000));

@@ -9,7 +9,7 @@
 #
 # Environment: DURATION (s, default 10), WARMUP (s, 1), CONNECTIONS (32), USERS (100000),
 # SERVER_CPU (0), LOADGEN_CPU (1), SCENARIOS ("exempt wrong valid replay mutate pool"),
-# SYNCHRONOUS (full, normal or durable-steps: the database's PRAGMA synchronous, default the
+# SYNCHRONOUS (full, normal or durable-state: the database's PRAGMA synchronous, default the
 # store's), SERVER_FLAGS (extra webhook flags), KEEP (1: keep the work dir). Each scenario runs against a fresh copy of one database of USERS enrolled users, with
 # the server pinned to SERVER_CPU and the generator to LOADGEN_CPU.
 set -euo pipefail

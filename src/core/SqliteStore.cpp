@@ -62,6 +62,27 @@ private:
     SQLite::Statement& statement_;
 };
 
+/// Runs the connection's next commit with PRAGMA synchronous = NORMAL and puts FULL back after
+/// it (the next FULL commit syncs the WAL, this commit's frames included).
+class LightCommit {
+public:
+    explicit LightCommit(SQLite::Database& db) : db_(db) {
+        ReusedStatement(db_, "PRAGMA synchronous = NORMAL")->executeStep();
+    }
+    ~LightCommit() {
+        try {
+            ReusedStatement(db_, "PRAGMA synchronous = FULL")->executeStep();
+        } catch (...) {  // NOLINT(bugprone-empty-catch)
+            // Only a broken connection fails here; it is closed before it is used again.
+        }
+    }
+    LightCommit(const LightCommit&) = delete;
+    LightCommit& operator=(const LightCommit&) = delete;
+
+private:
+    SQLite::Database& db_;
+};
+
 constexpr std::string_view MemoryPath = ":memory:";
 constexpr const char* KeyFingerprintKey = "key_fingerprint";
 
@@ -74,9 +95,9 @@ std::unique_ptr<SqliteConnection> openConnection(const std::string& path,
         path, SQLite::OPEN_READWRITE | (create ? SQLite::OPEN_CREATE : 0), options.busyTimeoutMs);
     // Per-connection settings: SQLite does not store these in the file.
     db->exec("PRAGMA foreign_keys = ON");
-    db->exec(options.synchronous == SqliteOptions::Synchronous::Full
-                 ? "PRAGMA synchronous = FULL"
-                 : "PRAGMA synchronous = NORMAL");
+    db->exec(options.synchronous == SqliteOptions::Synchronous::Normal
+                 ? "PRAGMA synchronous = NORMAL"
+                 : "PRAGMA synchronous = FULL");
     if (path == MemoryPath) {
         return db;
     }
@@ -266,7 +287,7 @@ auto SqliteStore::withConnection(Access access, std::string_view action, std::st
     // The writer lock comes before the lease: with one connection (":memory:") the other order
     // would let a writer hold the only connection while it waits for the writer lock.
     std::unique_lock<std::timed_mutex> writing(writer_, std::defer_lock);
-    if (access == Access::Write && !writing.try_lock_for(busyTimeout_)) {
+    if (access != Access::Read && !writing.try_lock_for(busyTimeout_)) {
         throw failure("database is locked (waited " + std::to_string(busyTimeout_.count()) +
                       " ms for another writer)");
     }
@@ -279,6 +300,11 @@ auto SqliteStore::withConnection(Access access, std::string_view action, std::st
             throw failure("the database file was deleted or replaced while the webhook had it "
                           "open; restore it, or restart the webhook");
         }
+        if (access == Access::LightWrite &&
+            synchronous_ == SqliteOptions::Synchronous::DurableState) {
+            const LightCommit light(lease.connection());
+            return fn(lease.connection());
+        }
         return fn(lease.connection());
     } catch (const SQLite::Exception& e) {
         throw failure(e.what());
@@ -288,7 +314,9 @@ auto SqliteStore::withConnection(Access access, std::string_view action, std::st
 }
 
 SqliteStore::SqliteStore(std::string path, SqliteOptions options)
-    : path_(std::move(path)), busyTimeout_(std::max(0, options.busyTimeoutMs)) {
+    : path_(std::move(path)),
+      synchronous_(options.synchronous),
+      busyTimeout_(std::max(0, options.busyTimeoutMs)) {
     const bool memory = path_ == MemoryPath;
     // ":memory:" names a new database per connection, so an in-memory store has exactly one, and
     // keeps it even when a rollback fails: closing it would drop the database.
@@ -453,7 +481,7 @@ bool SqliteStore::confirmWithStep(std::string_view username, std::int64_t step, 
 FailureOutcome SqliteStore::recordFailure(std::string_view username, const LockoutPolicy& policy,
                                           Seconds now) {
     return withConnection(
-        Access::Write, "record a failure for user", username, [&](SQLite::Database& db) {
+        Access::LightWrite, "record a failure for user", username, [&](SQLite::Database& db) {
             // Read and write under one write lock (BEGIN IMMEDIATE), so concurrent failures are all
             // counted and two of them never both start a lockout.
             SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
@@ -583,7 +611,7 @@ bool SqliteStore::consumeRecoveryCode(std::string_view username, std::string_vie
 }
 
 void SqliteStore::appendAudit(const AuditEvent& event) {
-    withConnection(Access::Write, "append to the audit log", {}, [&](SQLite::Database& db) {
+    withConnection(Access::LightWrite, "append to the audit log", {}, [&](SQLite::Database& db) {
         ReusedStatement insert(
             db,
             "INSERT INTO audit_events (time, username, operation, resource, subresource, "

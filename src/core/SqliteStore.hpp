@@ -21,10 +21,14 @@ class SqliteConnection;
 
 /// How SqliteStore opens its connections.
 struct SqliteOptions {
-    /// PRAGMA synchronous. FULL syncs the WAL on every commit; NORMAL may lose the last commits on
-    /// power loss (never corrupts). FULL until a later issue measures the difference.
-    enum class Synchronous { Normal, Full };
-    Synchronous synchronous = Synchronous::Full;
+    /// PRAGMA synchronous in WAL mode. Full: every commit waits for the disk (fsync). Normal: no
+    /// commit waits (checkpoints do); after a power loss or OS crash the last commits may be gone,
+    /// never the file's consistency. DurableState (the default): Full for every change of state
+    /// (users, used time steps, recovery codes, grants, locks), Normal only for the two writes
+    /// of the request path whose loss costs little: counting a failure and appending an audit
+    /// row. docs/benchmarks.md measures the three and explains the choice.
+    enum class Synchronous { Normal, Full, DurableState };
+    Synchronous synchronous = Synchronous::DurableState;
     /// How long a caller waits for the write lock of another connection or process, and for a
     /// free pooled connection, before it fails with StoreError ("database is locked").
     int busyTimeoutMs = 5000;
@@ -84,7 +88,8 @@ public:
 
 private:
     using Pool = ConnectionPool<SqliteConnection>;
-    enum class Access { Read, Write };
+    /// LightWrite: a write that may be lost on power loss under Synchronous::DurableState.
+    enum class Access { Read, Write, LightWrite };
 
     /// Runs `fn(SQLite::Database&)` on a pooled connection and turns a SQLite::Exception into a
     /// StoreError "cannot <action> '<subject>' in database '<path>': <sqlite message>".
@@ -92,6 +97,7 @@ private:
     auto withConnection(Access access, std::string_view action, std::string_view subject, Fn&& fn);
 
     std::string path_;
+    SqliteOptions::Synchronous synchronous_;
     std::chrono::milliseconds busyTimeout_;
     /// Held by every write of this store: SQLite lets one writer in at a time anyway, and waiting
     /// on a mutex hands over at once where SQLite's busy handler would poll and sleep. Writers in

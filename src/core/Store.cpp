@@ -46,10 +46,28 @@ struct Backend {
 std::unique_ptr<Store> openSqlite(const std::string& url) {
     constexpr std::string_view Scheme = "sqlite:";
     std::string path = url.starts_with(Scheme) ? url.substr(Scheme.size()) : url;
+    SqliteOptions options;
+    // sqlite:PATH?synchronous=full|normal|durable-state (docs/benchmarks.md, durability). A plain
+    // path is taken as it is: a file name may hold a '?'.
+    if (const std::size_t query = path.find('?');
+        url.starts_with(Scheme) && query != std::string::npos) {
+        const std::string parameter = path.substr(query + 1);
+        path.resize(query);
+        if (parameter == "synchronous=full") {
+            options.synchronous = SqliteOptions::Synchronous::Full;
+        } else if (parameter == "synchronous=normal") {
+            options.synchronous = SqliteOptions::Synchronous::Normal;
+        } else if (parameter == "synchronous=durable-state") {
+            options.synchronous = SqliteOptions::Synchronous::DurableState;
+        } else {
+            throw StoreError("unknown sqlite: parameter '" + parameter +
+                             "' (want synchronous=full, normal or durable-state)");
+        }
+    }
     if (path.empty()) {
         throw StoreError("the database path is empty");
     }
-    return std::make_unique<SqliteStore>(std::move(path));
+    return std::make_unique<SqliteStore>(std::move(path), options);
 }
 
 std::unique_ptr<Store> openPostgres(const std::string& url) {
