@@ -169,7 +169,7 @@ TEST_CASE("a body over --max-body gets 413 without being read", "[integration][r
     CHECK(webhook.metric("twostep_http_requests_total{code=\"413\"}") == 1);
 }
 
-TEST_CASE("--max-body sets the limit", "[integration][requests]") {
+TEST_CASE("the --max-body flag sets the limit", "[integration][requests]") {
     Webhook webhook;
     webhook.enroll("alice");
     webhook.start({"--max-body=2KiB"});
