@@ -445,13 +445,19 @@ std::string redactPostgresUrl(std::string_view url) {
     if (const auto range = userInfoPassword(redacted)) {
         redacted.replace(range->first, range->second - range->first, "***");
     }
-    if (const std::size_t mark = redacted.find('?'); mark != std::string::npos) {
-        std::string query;
-        for (const auto& [key, value] : splitQuery(std::string_view(redacted).substr(mark + 1))) {
-            query += query.empty() ? "" : "&";
-            query += key + "=" + (key == "password" ? std::string("***") : value);
+    // Every password=VALUE in the query; everything else stays exactly as written.
+    constexpr std::string_view Key = "password=";
+    std::size_t item = redacted.find('?');
+    while (item != std::string::npos) {
+        ++item;
+        const std::size_t end = std::min(redacted.find('&', item), redacted.find('#', item));
+        if (std::string_view(redacted).substr(item).starts_with(Key)) {
+            const std::size_t value = item + Key.size();
+            redacted.replace(value, (end == std::string::npos ? redacted.size() : end) - value,
+                             "***");
         }
-        redacted = redacted.substr(0, mark + 1) + query;
+        const std::size_t next = redacted.find('&', item);
+        item = next < redacted.find('#', item) ? next : std::string::npos;
     }
     return redacted;
 }

@@ -87,6 +87,12 @@ TEST_CASE("postgresql urls are redacted for messages", "[store][postgres-no-serv
     CHECK(redactPostgresUrl("postgresql://alice@db/twostep") == "postgresql://alice@db/twostep");
     CHECK(redactPostgresUrl("postgresql://alice:a@b@db/twostep") ==
           "postgresql://alice:***@db/twostep");
+    CHECK(redactPostgresUrl("postgresql://db/x?password=a&password=b#password=c") ==
+          "postgresql://db/x?password=***&password=***#password=c");
+    // Anything that is not a password stays exactly as written, file paths included.
+    CHECK(redactPostgresUrl("postgresql://db/x?sslmode&a=1&&b=") ==
+          "postgresql://db/x?sslmode&a=1&&b=");
+    CHECK(redactPostgresUrl("/var/lib/twostep/twostep.db") == "/var/lib/twostep/twostep.db");
 }
 
 TEST_CASE("an invalid postgresql url is refused without the password",
