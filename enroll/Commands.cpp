@@ -210,6 +210,12 @@ core::User requireUser(core::Store& store, std::string_view username) {
 
 // ---- output --------------------------------------------------------------------------------
 
+/// Pretty JSON; bytes that are not UTF-8 (which no checked input holds) become U+FFFD instead of
+/// failing the whole listing.
+void printJson(std::ostream& out, const Json& json) {
+    out << json.dump(2, ' ', false, Json::error_handler_t::replace) << '\n';
+}
+
 Json timeOrNull(bool present, const std::optional<Seconds>& time) {
     if (!present || !time) {
         return nullptr;
@@ -346,7 +352,7 @@ void printProvisioned(const Invocation& inv, const Provisioned& p, const std::st
         j["uri"] = uri;
         j["replaced"] = p.replaced;
         j["files"] = files;
-        out << j.dump(2) << '\n';
+        printJson(out, j);
         return;
     }
     out << uri << '\n';
@@ -621,7 +627,7 @@ int cmdList(const Invocation& inv) {
         for (const auto& user : users) {
             list.push_back(userJson(user, now));
         }
-        inv.env.out << Json{{"users", list}}.dump(2) << '\n';
+        printJson(inv.env.out, Json{{"users", list}});
         return ExitOk;
     }
     if (users.empty()) {
@@ -645,7 +651,7 @@ int cmdShow(const Invocation& inv) {
     const core::User user = requireUser(*store, inv.arg(0));
     const Seconds now = inv.env.clock.now();
     if (inv.args.has("json")) {
-        inv.env.out << userJson(user, now).dump(2) << '\n';
+        printJson(inv.env.out, userJson(user, now));
         return ExitOk;
     }
     printTable(inv.env.out,
@@ -823,7 +829,7 @@ int cmdAudit(const Invocation& inv) {
                                 {"reason", e.reason},
                                 {"uid", e.uid}});
         }
-        inv.env.out << Json{{"events", list}}.dump(2) << '\n';
+        printJson(inv.env.out, Json{{"events", list}});
         return ExitOk;
     }
     if (events.empty()) {

@@ -16,7 +16,6 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
-#include <regex>
 #include <thread>
 
 #include "Oathtool.hpp"
@@ -290,12 +289,13 @@ TEST_CASE("the CLI works while twostep-webhook serves the same database",
                         "--master-key-file", cli.key().string(), "--log-format", "text"},
                        log);
     std::string port;
-    const std::regex listening(R"(listening on 127\.0\.0\.1:(\d+))");
+    const std::string listening = "listening on 127.0.0.1:";
     for (int i = 0; i < 200 && port.empty(); ++i) {
-        std::smatch match;
         const std::string text = readFile(log);
-        if (std::regex_search(text, match, listening)) {
-            port = match[1];
+        const std::size_t at = text.find(listening);
+        if (at != std::string::npos) {
+            const std::size_t start = at + listening.size();
+            port = text.substr(start, text.find_first_not_of("0123456789", start) - start);
         } else {
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
         }

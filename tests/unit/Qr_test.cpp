@@ -3,7 +3,8 @@
 #include <catch2/catch.hpp>
 
 #include <fstream>
-#include <regex>
+#include <cstdio>
+#include <sstream>
 #include <set>
 #include <string>
 #include <utility>
@@ -169,13 +170,22 @@ TEST_CASE("the SVG is well-formed XML with one square per dark module", "[qr][sv
     const std::string side = std::to_string(code.size() + 8);
     CHECK(viewBox == "0 0 " + side + " " + side);
 
+    // Each dark module is one subpath "Mx yh1v1h-1z".
     std::set<std::pair<int, int>> drawn;
-    const std::regex square(R"(M(\d+) (\d+)h1v1h-1z)");
     std::size_t squares = 0;
-    for (auto it = std::sregex_iterator(path.begin(), path.end(), square);
-         it != std::sregex_iterator(); ++it, ++squares) {
-        drawn.emplace(std::stoi((*it)[1]) - QrCode::QuietZone,
-                      std::stoi((*it)[2]) - QrCode::QuietZone);
+    std::istringstream subpaths(path);
+    std::string subpath;
+    while (std::getline(subpaths, subpath, 'M')) {
+        if (subpath.empty() || subpath == "\n") {
+            continue;
+        }
+        int x = -1;
+        int y = -1;
+        char tail[16] = {};
+        REQUIRE(std::sscanf(subpath.c_str(), "%d %d%15s", &x, &y, tail) == 3);
+        CHECK(std::string(tail) == "h1v1h-1z");
+        drawn.emplace(x - QrCode::QuietZone, y - QrCode::QuietZone);
+        ++squares;
     }
     const auto expected = darkModules(code);
     CHECK(squares == expected.size());
