@@ -3,7 +3,7 @@
 
 The base is tests/data/0004 (a Deployment CREATE that kube-apiserver sent). It is made to look
 like what `kubectl apply` of an ordinary production Deployment produces: a container with ports,
-env, resources and probes, a sidecar, and the kubectl.kubernetes.io/last-applied-configuration
+env, resources and a readiness probe, and the kubectl.kubernetes.io/last-applied-configuration
 annotation that repeats the manifest (token included). The load generator replaces three
 placeholders per request: @USER@ (userInfo.username), @CODE@ (the token annotation, in the
 object and inside last-applied-configuration) and @UID@ (request.uid).

@@ -10,7 +10,10 @@
 # Environment: DURATION (s, default 10), WARMUP (s, 1), CONNECTIONS (32), USERS (100000),
 # SERVER_CPU (0), LOADGEN_CPU (1), SCENARIOS ("exempt wrong valid replay mutate pool"),
 # SYNCHRONOUS (full, normal or durable-state: the database's PRAGMA synchronous, default the
-# store's), SERVER_FLAGS (extra webhook flags), KEEP (1: keep the work dir). Each scenario runs against a fresh copy of one database of USERS enrolled users, with
+# store's), SERVER_FLAGS (extra webhook flags), KEEP (1: keep the work dir), BOOST (1, as root:
+# on a machine shared with other work, run the server and the generator as SCHED_FIFO priority 1
+# (`chrt -f 1`): a request/response benchmark is bound by how fast a woken thread gets its CPU,
+# which `nice` does not shorten; the kernel's RT throttling still leaves 5% to everything else). Each scenario runs against a fresh copy of one database of USERS enrolled users, with
 # the server pinned to SERVER_CPU and the generator to LOADGEN_CPU.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -45,7 +48,7 @@ make_pki "$work"
 
 echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
   "$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); kernel $(uname -r)"
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); synchronous: ${SYNCHRONOUS:-default}"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); synchronous: ${SYNCHRONOUS:-default}; boost: ${BOOST:-0}"
 echo "enrolling $users users (twostep-enroll import)..."
 "$enroll" --db "$work/template/twostep.db" --master-key-file "$work/master.key" init >/dev/null
 "$loadgen" users --count "$users" --out "$work/users.csv"
@@ -60,7 +63,7 @@ start_server() {
   rm -rf "$work/db"
   cp -r "$work/template" "$work/db"
   local line
-  line=$("$loadgen" startup --log "$work/server.log" --ca "$work/ca.pem" --cpu "$server_cpu" -- \
+  line=$("${boost[@]}" "$loadgen" startup --log "$work/server.log" --ca "$work/ca.pem" --cpu "$server_cpu" -- \
     "$webhook" --listen=127.0.0.1:0 --tls-cert="$work/server.pem" --tls-key="$work/server.key" \
     --db="$(db_url)" --master-key-file="$work/master.key" "${server_flags[@]}" "$@")
   server_pid=$(sed -n 's/.*pid=\([0-9]*\).*/\1/p' <<<"$line")
@@ -74,6 +77,9 @@ stop_server() {
   server_pid=""
 }
 field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<" $2"; }
+# The command prefix that runs a process as SCHED_FIFO when BOOST=1.
+boost=()
+if [[ ${BOOST:-0} == 1 ]]; then boost=(chrt -f 1); fi
 
 # run NAME SCENARIO CONNECTIONS [SERVER FLAGS...]
 ready_all=()
@@ -83,10 +89,10 @@ run() {
   shift 3
   start_server "$@"
   local result rc=0
-  result=$(taskset -c "$loadgen_cpu" "$loadgen" run --port "$server_port" --ca "$work/ca.pem" \
-    --scenario "$scenario" --body "$body" --users "$work/users.csv" --connections "$conns" \
-    --warmup "$warmup" --duration "$duration" --server-pid "$server_pid" \
-    --response-timeout-ms 5000 2>"$work/loadgen.err") || rc=$?
+  result=$("${boost[@]}" taskset -c "$loadgen_cpu" "$loadgen" run --port "$server_port" \
+    --ca "$work/ca.pem" --scenario "$scenario" --body "$body" --users "$work/users.csv" \
+    --connections "$conns" --warmup "$warmup" --duration "$duration" \
+    --server-pid "$server_pid" --response-timeout-ms 5000 2>"$work/loadgen.err") || rc=$?
   stop_server
   echo "$result" >>"$work/results.txt"
   ms() { awk -v us="$(field "$1" "$result")" 'BEGIN {printf "%.2f", us / 1000}'; }

@@ -34,7 +34,7 @@ fail() {
   echo "FAIL: $*" >&2
   if [[ -f $work/server.log ]]; then
     echo "--- last server log lines:" >&2
-    tail -n 5 "$work/server.log" >&2 || true
+    tail -n 20 "$work/server.log" >&2 || true
   fi
   exit 1
 }
@@ -70,7 +70,14 @@ start_server() {
 stop_server() {
   kill -TERM "$server_pid" 2>/dev/null || true
   for _ in $(seq 150); do
-    kill -0 "$server_pid" 2>/dev/null || { server_pid=""; return 0; }
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+      server_pid=""
+      # In the asan build a sanitizer report goes to stderr, which is this log.
+      if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:' "$work/server.log"; then
+        fail "the sanitizers reported an error (see the server log above)"
+      fi
+      return 0
+    fi
     sleep 0.1
   done
   fail "the webhook did not stop within 15 s of SIGTERM"
