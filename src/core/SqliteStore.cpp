@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <limits>
 #include <mutex>
 #include <string_view>
@@ -81,6 +82,42 @@ public:
 
 private:
     SQLite::Database& db_;
+};
+
+/// A store's turn to write, given back when it goes out of scope.
+class WriterTurn {
+public:
+    WriterTurn(std::mutex& mutex, std::condition_variable& free, bool& busy)
+        : mutex_(mutex), free_(free), busy_(busy) {}
+    WriterTurn(const WriterTurn&) = delete;
+    WriterTurn& operator=(const WriterTurn&) = delete;
+    ~WriterTurn() {
+        if (!held_) {
+            return;
+        }
+        {
+            const std::lock_guard lock(mutex_);
+            busy_ = false;
+        }
+        free_.notify_one();
+    }
+
+    /// Waits up to `timeout` for the previous writer to finish; false when it did not.
+    bool take(std::chrono::milliseconds timeout) {
+        std::unique_lock lock(mutex_);
+        if (!free_.wait_for(lock, timeout, [this] { return !busy_; })) {
+            return false;
+        }
+        busy_ = true;
+        held_ = true;
+        return true;
+    }
+
+private:
+    std::mutex& mutex_;
+    std::condition_variable& free_;
+    bool& busy_;
+    bool held_ = false;
 };
 
 constexpr std::string_view MemoryPath = ":memory:";
@@ -286,8 +323,8 @@ auto SqliteStore::withConnection(Access access, std::string_view action, std::st
     };
     // The writer lock comes before the lease: with one connection (":memory:") the other order
     // would let a writer hold the only connection while it waits for the writer lock.
-    std::unique_lock<std::timed_mutex> writing(writer_, std::defer_lock);
-    if (access != Access::Read && !writing.try_lock_for(busyTimeout_)) {
+    WriterTurn turn(writerMutex_, writerFree_, writerBusy_);
+    if (access != Access::Read && !turn.take(busyTimeout_)) {
         throw failure("database is locked (waited " + std::to_string(busyTimeout_.count()) +
                       " ms for another writer)");
     }

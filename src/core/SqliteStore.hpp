@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -99,10 +100,14 @@ private:
     std::string path_;
     SqliteOptions::Synchronous synchronous_;
     std::chrono::milliseconds busyTimeout_;
-    /// Held by every write of this store: SQLite lets one writer in at a time anyway, and waiting
-    /// on a mutex hands over at once where SQLite's busy handler would poll and sleep. Writers in
-    /// other processes (or other stores) still meet at SQLite's lock and the busy timeout.
-    std::timed_mutex writer_;
+    /// Taken by every write of this store: SQLite lets one writer in at a time anyway, and waiting
+    /// here hands over at once where SQLite's busy handler would poll and sleep. Writers in other
+    /// processes (or other stores) still meet at SQLite's lock and the busy timeout. Not a
+    /// std::timed_mutex: GCC 12 locks that with pthread_mutex_clocklock, which ThreadSanitizer
+    /// does not intercept, so TSan reported every unlock as a bug.
+    std::mutex writerMutex_;
+    std::condition_variable writerFree_;
+    bool writerBusy_ = false;
     std::unique_ptr<Pool> pool_;
 };
 
