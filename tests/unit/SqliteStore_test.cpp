@@ -265,3 +265,54 @@ TEST_CASE("a writer waits for another connection's lock up to the busy timeout",
     }
 }
 
+
+TEST_CASE("sqlite:PATH?synchronous= chooses the durability; other parameters are refused",
+          "[store]") {
+    const TempDir dir;
+    for (const std::string mode : {"full", "normal", "durable-state"}) {
+        INFO("synchronous=" << mode);
+        const auto path = dir / (mode + ".db");
+        auto store = twostep::core::openStore("sqlite:" + path.string() + "?synchronous=" + mode);
+        CHECK_FALSE(std::filesystem::exists(path.string() + "?synchronous=" + mode));
+        REQUIRE(store->addUser(newUser("alice"), T0, false));
+        REQUIRE(store->acceptStep("alice", 10, UserState::Active, T0));
+        // durable-state commits this one with synchronous=NORMAL, then switches back.
+        store->recordFailure("alice", LockoutPolicy{}, T0);
+        REQUIRE(store->acceptStep("alice", 11, UserState::Active, T0));
+        CHECK(queryInt(path, "SELECT last_step FROM users") == 11);
+        CHECK(queryInt(path, "SELECT failures FROM users") == 0);
+    }
+    const std::string bad = "sqlite:" + (dir / "x.db").string() + "?synchronous=off";
+    CHECK_THROWS_MATCHES(twostep::core::openStore(bad), StoreError,
+                         Catch::Message("unknown sqlite: parameter 'synchronous=off' (want "
+                                        "synchronous=full, normal or durable-state)"));
+}
+
+TEST_CASE("a database that disappears under the store fails every call until it is back",
+          "[store]") {
+    const TempDir dir;
+    const auto data = dir / "data";
+    std::filesystem::create_directory(data);
+    const auto path = data / "twostep.db";
+    SqliteStore store(path.string());
+    REQUIRE(store.addUser(newUser("alice"), T0, false));
+    REQUIRE(store.acceptStep("alice", 10, UserState::Active, T0));
+
+    // Without the check, the pooled connection would go on using the moved file.
+    std::filesystem::rename(data, dir / "away");
+    CHECK_THROWS_MATCHES(store.acceptStep("alice", 11, UserState::Active, T0), StoreError,
+                         Catch::Message("cannot accept a time step for user 'alice' in database '" +
+                                        path.string() +
+                                        "': the database file was deleted or replaced while the "
+                                        "webhook had it open; restore it, or restart the webhook"));
+    CHECK_THROWS_AS(store.ping(), StoreError);
+    CHECK_THROWS_AS(store.findUser("alice"), StoreError);
+    CHECK_FALSE(std::filesystem::exists(data));  // no new, empty database in its place
+
+    std::filesystem::rename(dir / "away", data);
+    const auto alice = store.findUser("alice");
+    REQUIRE(alice);
+    CHECK(alice->lastStep == 10);
+    CHECK_FALSE(store.acceptStep("alice", 10, UserState::Active, T0));  // still used
+    CHECK(store.acceptStep("alice", 11, UserState::Active, T0));
+}
