@@ -250,7 +250,14 @@ TEST_CASE("import of 100,000 users is fast, and a bad line changes nothing",
     REQUIRE(imported.code == 0);
     CHECK(imported.out == "imported 100000 users as active from '" + good.string() + "'\n");
     std::cout << "twostep-enroll import of 100000 users: " << seconds << " s\n";
-    CHECK(seconds < 60.0);
+    // The product promise is "well under a minute"; sanitizer builds run the sealing loop and
+    // SQLite several times slower, so they get more room (the measured number is printed).
+#if defined(__SANITIZE_ADDRESS__)
+    constexpr double Limit = 180.0;
+#else
+    constexpr double Limit = 60.0;
+#endif
+    CHECK(seconds < Limit);
 
     auto store = twostep::core::openStore(cli.db().string());
     CHECK(store->countUsers(twostep::core::UserState::Active) == 100000);
