@@ -19,7 +19,7 @@ if (( asan )); then
   scripts/with-postgres.sh cmake --workflow --preset asan
 fi
 
-# libFuzzer targets (clang, ASan+UBSan) from their seed corpora, 20 s each; fails on any crash
+# libFuzzer targets (clang, ASan+UBSan) from their seed corpora, 15 s each; fails on any crash
 # (tests/fuzz/README.md has the longer run).
-tests/fuzz/run.sh "${TWOSTEP_FUZZ_SECONDS:-20}"
+tests/fuzz/run.sh "${TWOSTEP_FUZZ_SECONDS:-15}"
 echo "all tests passed"
