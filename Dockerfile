@@ -11,7 +11,7 @@ COPY scripts/install-deps.sh /src/scripts/install-deps.sh
 RUN /src/scripts/install-deps.sh build && rm -rf /var/lib/apt/lists/*
 COPY . /src
 WORKDIR /src
-RUN cmake --preset release \
+RUN cmake --preset release -DTWOSTEP_BUILD_BENCH=OFF \
  && cmake --build --preset release \
  && cmake --install build/release --prefix /out/usr/local --strip
 
