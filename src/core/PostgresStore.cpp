@@ -7,7 +7,6 @@
 #include <charconv>
 #include <chrono>
 #include <cstdlib>
-#include <limits>
 #include <pqxx/pqxx>
 #include <utility>
 
@@ -16,6 +15,7 @@
 #include "core/Hex.hpp"
 #include "core/Migrations.hpp"
 #include "core/RecoveryCodes.hpp"
+#include "core/StoreRows.hpp"
 
 namespace twostep::core {
 
@@ -343,15 +343,6 @@ void migrate(pqxx::connection& connection, const std::string& description) {
 
 // --- Rows ---
 
-std::optional<UserState> parseUserState(std::string_view text) {
-    for (const UserState state : {UserState::Pending, UserState::Active, UserState::Disabled}) {
-        if (text == toString(state)) {
-            return state;
-        }
-    }
-    return std::nullopt;
-}
-
 std::optional<std::int64_t> optionalInt64(const pqxx::field& field) {
     if (field.is_null()) {
         return std::nullopt;
@@ -382,22 +373,10 @@ User readUser(const pqxx::row& row) {
     user.username = row[0].as<std::string>();
     user.sealedSecret = pqxx::binarystring(row[1]).str();
     user.issuer = row[2].as<std::string>();
-    const std::string algorithm = row[3].as<std::string>();
-    const std::optional<Algorithm> parsedAlgorithm = parseAlgorithm(algorithm);
-    if (!parsedAlgorithm) {
-        throw StoreError("user '" + user.username + "' has an unknown algorithm '" + algorithm +
-                         "' in the database");
-    }
-    user.params.algorithm = *parsedAlgorithm;
+    user.params.algorithm = rows::storedAlgorithm(user.username, row[3].as<std::string>());
     user.params.digits = row[4].as<int>();
     user.params.period = row[5].as<int>();
-    const std::string state = row[6].as<std::string>();
-    const std::optional<UserState> parsedState = parseUserState(state);
-    if (!parsedState) {
-        throw StoreError("user '" + user.username + "' has an unknown state '" + state +
-                         "' in the database");
-    }
-    user.state = *parsedState;
+    user.state = rows::storedState(user.username, row[6].as<std::string>());
     user.lastStep = optionalInt64(row[7]);
     user.failures = row[8].as<int>();
     user.lockouts = row[9].as<int>();
@@ -564,8 +543,7 @@ void PostgresStore::importUsers(const std::vector<NewUser>& users, Seconds now) 
         for (const NewUser& user : users) {
             if (!insertUser(tx, user, now)) {
                 // The transaction rolls back: an import is all or nothing.
-                throw StoreError("cannot import users: user '" + user.username +
-                                 "' already exists; nothing was imported");
+                throw rows::importClash(user.username);
             }
         }
         tx.commit();
@@ -645,19 +623,11 @@ FailureOutcome PostgresStore::recordFailure(std::string_view username, const Loc
         pqxx::work tx(connection);
         const pqxx::result read = tx.exec_params(
             "SELECT failures, lockouts FROM users WHERE username = $1 FOR UPDATE", text(username));
-        FailureOutcome outcome;
         if (read.empty()) {
-            return outcome;  // unknown user: nothing to count
+            return FailureOutcome{};  // unknown user: nothing to count
         }
-        constexpr int Max = std::numeric_limits<int>::max();
-        const int failures = read[0][0].as<int>();
-        int lockouts = read[0][1].as<int>();
-        outcome.failures = failures < Max ? failures + 1 : Max;
-        if (outcome.failures >= std::max(1, policy.maxFailures)) {
-            lockouts = lockouts < Max ? lockouts + 1 : Max;
-            outcome.lockedUntil = now + policy.lockFor(lockouts);
-            outcome.failures = 0;  // a new streak starts when the lock ends
-        }
+        const auto [outcome, lockouts] =
+            rows::countFailure(policy, read[0][0].as<int>(), read[0][1].as<int>(), now);
         const std::string lockedUntil =
             outcome.lockedUntil ? std::to_string(*outcome.lockedUntil) : std::string();
         tx.exec_params0(

@@ -20,6 +20,7 @@
 #include "core/Error.hpp"
 #include "core/Migrations.hpp"
 #include "core/RecoveryCodes.hpp"
+#include "core/StoreRows.hpp"
 
 namespace twostep::core {
 
@@ -200,15 +201,6 @@ void migrate(SQLite::Database& db, const std::string& path) {
     }
 }
 
-std::optional<UserState> parseUserState(std::string_view text) {
-    for (const UserState state : {UserState::Pending, UserState::Active, UserState::Disabled}) {
-        if (text == toString(state)) {
-            return state;
-        }
-    }
-    return std::nullopt;
-}
-
 void bindText(SQLite::Statement& statement, int index, std::string_view text) {
     statement.bind(index, std::string(text));
 }
@@ -240,22 +232,10 @@ User readUser(const SQLite::Statement& row) {
     user.username = row.getColumn(0).getString();
     user.sealedSecret = row.getColumn(1).getString();
     user.issuer = row.getColumn(2).getString();
-    const std::string algorithm = row.getColumn(3).getString();
-    const std::optional<Algorithm> parsedAlgorithm = parseAlgorithm(algorithm);
-    if (!parsedAlgorithm) {
-        throw StoreError("user '" + user.username + "' has an unknown algorithm '" + algorithm +
-                         "' in the database");
-    }
-    user.params.algorithm = *parsedAlgorithm;
+    user.params.algorithm = rows::storedAlgorithm(user.username, row.getColumn(3).getString());
     user.params.digits = row.getColumn(4).getInt();
     user.params.period = row.getColumn(5).getInt();
-    const std::string state = row.getColumn(6).getString();
-    const std::optional<UserState> parsedState = parseUserState(state);
-    if (!parsedState) {
-        throw StoreError("user '" + user.username + "' has an unknown state '" + state +
-                         "' in the database");
-    }
-    user.state = *parsedState;
+    user.state = rows::storedState(user.username, row.getColumn(6).getString());
     user.lastStep = optionalInt64(row.getColumn(7));
     user.failures = row.getColumn(8).getInt();
     user.lockouts = row.getColumn(9).getInt();
@@ -433,8 +413,7 @@ void SqliteStore::importUsers(const std::vector<NewUser>& users, Seconds now) {
         for (const NewUser& user : users) {
             if (!insertUser(db, user, now)) {
                 // The transaction rolls back: an import is all or nothing.
-                throw StoreError("cannot import users: user '" + user.username +
-                                 "' already exists; nothing was imported");
+                throw rows::importClash(user.username);
             }
         }
         transaction.commit();
@@ -524,19 +503,11 @@ FailureOutcome SqliteStore::recordFailure(std::string_view username, const Locko
             SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
             ReusedStatement read(db, "SELECT failures, lockouts FROM users WHERE username = ?");
             bindText(*read, 1, username);
-            FailureOutcome outcome;
             if (!read->executeStep()) {
-                return outcome;  // unknown user: nothing to count
+                return FailureOutcome{};  // unknown user: nothing to count
             }
-            constexpr int Max = std::numeric_limits<int>::max();
-            const int failures = read->getColumn(0).getInt();
-            int lockouts = read->getColumn(1).getInt();
-            outcome.failures = failures < Max ? failures + 1 : Max;
-            if (outcome.failures >= std::max(1, policy.maxFailures)) {
-                lockouts = lockouts < Max ? lockouts + 1 : Max;
-                outcome.lockedUntil = now + policy.lockFor(lockouts);
-                outcome.failures = 0;  // a new streak starts when the lock ends
-            }
+            const auto [outcome, lockouts] = rows::countFailure(
+                policy, read->getColumn(0).getInt(), read->getColumn(1).getInt(), now);
             ReusedStatement update(db,
                                    "UPDATE users SET failures = ?3, lockouts = ?4, "
                                    "locked_until = COALESCE(?5, locked_until), updated_at = ?2 "
