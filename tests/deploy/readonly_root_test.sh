@@ -43,6 +43,10 @@ mount -t tmpfs -o mode=0755,size=64m twostep-volume /srv
 mkdir -p /srv/etc/tls
 cp "$work/certs/tls.crt" "$work/certs/tls.key" /srv/etc/tls/
 cp "$work/master.key" /srv/etc/master.key && chmod 0600 /srv/etc/master.key
+# The binaries may live under /tmp (a CI clone), which the next mount hides: run copies, as the
+# image runs its own from /usr/local/bin.
+mkdir -p /srv/etc/bin && cp "$webhook" "$enroll" /srv/etc/bin/
+webhook=/srv/etc/bin/$(basename "$webhook") enroll=/srv/etc/bin/$(basename "$enroll")
 cp "$work/review.json" /srv/review.json
 mount -t tmpfs -o mode=1777,size=64m twostep-tmp /tmp   # hides the host's /tmp from here on
 
