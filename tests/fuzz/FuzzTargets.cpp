@@ -290,7 +290,7 @@ void otpauthTarget(std::string_view input) {
     check(again.has_value(), "a rebuilt URI does not parse: " + uri);
     check(again->issuer == account->issuer && again->account == account->account &&
               again->params == account->params,
-          "a rebuilt URI names another account, issuer or parameters");
+          "a rebuilt URI names another account, issuer or parameters: " + uri);
     check(core::base32::decode(again->secretBase32) == secret,
           "a rebuilt URI carries another secret");
 }

@@ -117,6 +117,9 @@ TEST_CASE("URIs written by other tools parse", "[otpauth]") {
              "JBSWY3DPEHPK3PXP", TotpParams{}},
             {"otpauth://totp/alice?secret=JBSWY3DPEHPK3PXP", "", "alice", "JBSWY3DPEHPK3PXP",
              TotpParams{}},
+            // Spaces before the account are decoration, with or without an issuer prefix.
+            {"otpauth://totp/%20%20alice?secret=JBSWY3DPEHPK3PXP&issuer=Example", "Example",
+             "alice", "JBSWY3DPEHPK3PXP", TotpParams{}},
             // Case, padding and lower-case secrets as other generators write them.
             {"OTPAUTH://TOTP/x:bob?SECRET=jbswy3dpehpk3pxp&Digits=8&ALGORITHM=sha256&period=60",
              "x", "bob", "JBSWY3DPEHPK3PXP", TotpParams{Algorithm::Sha256, 8, 60}},
@@ -157,6 +160,7 @@ TEST_CASE("malformed otpauth URIs are refused", "[otpauth]") {
                  "otpauth://totp/Example:alice?secret=JBSWY3DPEHPK3PXP&issuer=Other",
                  "otpauth://totp/Example:?secret=JBSWY3DPEHPK3PXP",
                  "otpauth://totp/Example:%20?secret=JBSWY3DPEHPK3PXP",
+                 "otpauth://totp/%20?secret=JBSWY3DPEHPK3PXP&issuer=Example",
                  "otpauth://totp/al%zzice?secret=JBSWY3DPEHPK3PXP",
                  "otpauth://totp/alice%4?secret=JBSWY3DPEHPK3PXP",
                  "otpauth://totp/alice%?secret=JBSWY3DPEHPK3PXP",
