@@ -24,6 +24,7 @@
 #include "core/Error.hpp"
 #include "core/MasterKey.hpp"
 #include "core/OtpauthUri.hpp"
+#include "core/PostgresStore.hpp"
 #include "core/RecoveryCodes.hpp"
 #include "core/Store.hpp"
 
@@ -455,7 +456,7 @@ int cmdInit(const Invocation& inv) {
         fs::permissions(*file, fs::perms::owner_read | fs::perms::owner_write);
     }
     if (const auto recorded = store->keyFingerprint()) {
-        throw KeyError("database '" + inv.db +
+        throw KeyError("database '" + core::redactPostgresUrl(inv.db) +
                        "' is already initialised with another master key (fingerprint " +
                        *recorded + "); use that key with --master-key-file, or pass a new --db");
     }
@@ -469,7 +470,9 @@ int cmdInit(const Invocation& inv) {
     recordAdmin(inv, *store, "init", "", inv.env.clock.now());
 
     std::ostream& out = inv.env.out;
-    out << (created ? "created database '" : "initialised database '") << inv.db << "'\n";
+    // A postgresql:// URL may hold the password: never print it.
+    out << (created ? "created database '" : "initialised database '")
+        << core::redactPostgresUrl(inv.db) << "'\n";
     out << "created master key '" << inv.masterKeyFile << "' (mode 0600, fingerprint "
         << key.fingerprint() << ")\n";
     out << "back the key up somewhere safe: without it no secret in the database can be opened\n";
