@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <pqxx/pqxx>
+#include <stdexcept>
 #include <utility>
 
 #include "core/ConnectionPool.hpp"
@@ -350,7 +351,22 @@ std::optional<std::int64_t> optionalInt64(const pqxx::field& field) {
     return field.as<std::int64_t>();
 }
 
+/// Text that PostgreSQL cannot hold: libpq passes text parameters as C strings, so a NUL byte
+/// would silently cut the value short ("alice\0x" would be read as "alice").
+class UnstorableText : public std::runtime_error {
+public:
+    UnstorableText() : std::runtime_error("text with a NUL byte cannot be stored in PostgreSQL") {}
+};
+
+bool hasNul(std::string_view value) {
+    return value.find('\0') != std::string_view::npos;
+}
+
+/// A text parameter. @throw UnstorableText for a value with a NUL byte.
 std::string text(std::string_view value) {
+    if (hasNul(value)) {
+        throw UnstorableText();
+    }
     return std::string(value);
 }
 
@@ -394,7 +410,7 @@ bool insertUser(pqxx::transaction_base& tx, const NewUser& user, Seconds now) {
         "INSERT INTO users (username, sealed_secret, issuer, algorithm, digits, period, state, "
         "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) "
         "ON CONFLICT (username) DO NOTHING",
-        user.username, bytes(user.sealedSecret), user.issuer,
+        text(user.username), bytes(user.sealedSecret), text(user.issuer),
         std::string(toString(user.params.algorithm)), user.params.digits, user.params.period,
         text(user.state), now);
     return inserted.affected_rows() == 1;
@@ -448,7 +464,9 @@ auto PostgresStore::withConnection(std::string_view action, std::string_view sub
         message += action;
         if (!subject.empty()) {
             message += " '";
-            message += subject;
+            for (const char c : subject) {
+                message += c == '\0' ? std::string("\\0") : std::string(1, c);
+            }
             message += "'";
         }
         message += " in database '" + description_ + "': ";
@@ -472,6 +490,8 @@ auto PostgresStore::withConnection(std::string_view action, std::string_view sub
     } catch (const pqxx::pqxx_exception& e) {
         throw fail(firstLine(e.base().what()));
     } catch (const PoolTimeout& e) {
+        throw fail(e.what());
+    } catch (const UnstorableText& e) {
         throw fail(e.what());
     }
 }
@@ -499,6 +519,9 @@ PostgresStore::PostgresStore(const std::string& url, PostgresOptions options) : 
 PostgresStore::~PostgresStore() = default;
 
 std::optional<User> PostgresStore::findUser(std::string_view username) {
+    if (hasNul(username)) {
+        return std::nullopt;  // no stored name holds a NUL byte (see text())
+    }
     return withConnection(
         "read user", username, [&](pqxx::connection& connection) -> std::optional<User> {
             pqxx::nontransaction tx(connection);
@@ -551,6 +574,9 @@ void PostgresStore::importUsers(const std::vector<NewUser>& users, Seconds now) 
 }
 
 bool PostgresStore::removeUser(std::string_view username) {
+    if (hasNul(username)) {
+        return false;  // no stored name holds a NUL byte (see text())
+    }
     return withConnection("remove user", username, [&](pqxx::connection& connection) {
         // Recovery codes go with the user (ON DELETE CASCADE); the audit log stays.
         pqxx::nontransaction tx(connection);
@@ -560,6 +586,9 @@ bool PostgresStore::removeUser(std::string_view username) {
 }
 
 bool PostgresStore::setState(std::string_view username, UserState state, Seconds now) {
+    if (hasNul(username)) {
+        return false;  // no stored name holds a NUL byte (see text())
+    }
     return withConnection("set the state of user", username, [&](pqxx::connection& connection) {
         return updateUser(connection,
                           "UPDATE users SET state = $3, updated_at = $2, "
@@ -571,6 +600,9 @@ bool PostgresStore::setState(std::string_view username, UserState state, Seconds
 
 bool PostgresStore::resetSecret(std::string_view username, std::string_view sealedSecret,
                                 Seconds now) {
+    if (hasNul(username)) {
+        return false;  // no stored name holds a NUL byte (see text())
+    }
     return withConnection("reset the secret of user", username, [&](pqxx::connection& connection) {
         pqxx::work tx(connection);
         const pqxx::result updated = tx.exec_params(
@@ -590,6 +622,9 @@ bool PostgresStore::resetSecret(std::string_view username, std::string_view seal
 
 bool PostgresStore::acceptStep(std::string_view username, std::int64_t step,
                                UserState requiredState, Seconds now) {
+    if (hasNul(username)) {
+        return false;  // no stored name holds a NUL byte (see text())
+    }
     return withConnection(
         "accept a time step for user", username, [&](pqxx::connection& connection) {
             // The replay compare-and-set in one statement. A concurrent caller (thread, process
@@ -605,6 +640,9 @@ bool PostgresStore::acceptStep(std::string_view username, std::int64_t step,
 }
 
 bool PostgresStore::confirmWithStep(std::string_view username, std::int64_t step, Seconds now) {
+    if (hasNul(username)) {
+        return false;  // no stored name holds a NUL byte (see text())
+    }
     return withConnection("confirm user", username, [&](pqxx::connection& connection) {
         return updateUser(connection,
                           "UPDATE users SET state = 'active', last_step = $3, failures = 0, "
@@ -617,6 +655,9 @@ bool PostgresStore::confirmWithStep(std::string_view username, std::int64_t step
 
 FailureOutcome PostgresStore::recordFailure(std::string_view username, const LockoutPolicy& policy,
                                             Seconds now) {
+    if (hasNul(username)) {
+        return FailureOutcome{};  // no stored name holds a NUL byte (see text())
+    }
     return withConnection("record a failure for user", username, [&](pqxx::connection& connection) {
         // Read and write under the row lock (SELECT ... FOR UPDATE), so concurrent failures
         // are all counted and two of them never both start a lockout.
@@ -642,6 +683,9 @@ FailureOutcome PostgresStore::recordFailure(std::string_view username, const Loc
 }
 
 bool PostgresStore::unlock(std::string_view username, Seconds now) {
+    if (hasNul(username)) {
+        return false;  // no stored name holds a NUL byte (see text())
+    }
     return withConnection("unlock user", username, [&](pqxx::connection& connection) {
         return updateUser(connection,
                           "UPDATE users SET failures = 0, lockouts = 0, locked_until = NULL, "
@@ -651,6 +695,9 @@ bool PostgresStore::unlock(std::string_view username, Seconds now) {
 }
 
 bool PostgresStore::openGrant(std::string_view username, Seconds until, Seconds now) {
+    if (hasNul(username)) {
+        return false;  // no stored name holds a NUL byte (see text())
+    }
     return withConnection("open a grant for user", username, [&](pqxx::connection& connection) {
         // Opening extends, never shortens: two overlapping unlocks keep the later end.
         return updateUser(connection,
@@ -661,6 +708,9 @@ bool PostgresStore::openGrant(std::string_view username, Seconds until, Seconds 
 }
 
 bool PostgresStore::revokeGrant(std::string_view username, Seconds now) {
+    if (hasNul(username)) {
+        return false;  // no stored name holds a NUL byte (see text())
+    }
     return withConnection("revoke the grant of user", username, [&](pqxx::connection& connection) {
         return updateUser(connection,
                           "UPDATE users SET grant_until = NULL, updated_at = $2 "
@@ -671,6 +721,9 @@ bool PostgresStore::revokeGrant(std::string_view username, Seconds now) {
 
 bool PostgresStore::replaceRecoveryCodes(std::string_view username,
                                          const std::vector<std::string>& hashes, Seconds now) {
+    if (hasNul(username)) {
+        return false;  // no stored name holds a NUL byte (see text())
+    }
     return withConnection(
         "replace the recovery codes of user", username, [&](pqxx::connection& connection) {
             // The user's row is locked first, as in every transaction that touches both tables,
@@ -685,7 +738,7 @@ bool PostgresStore::replaceRecoveryCodes(std::string_view username,
             for (const std::string& hash : hashes) {
                 tx.exec_params0(
                     "INSERT INTO recovery_codes (username, hash, created_at) VALUES ($1, $2, $3)",
-                    text(username), hash, now);
+                    text(username), text(hash), now);
             }
             tx.commit();
             return true;
@@ -694,6 +747,9 @@ bool PostgresStore::replaceRecoveryCodes(std::string_view username,
 
 bool PostgresStore::consumeRecoveryCode(std::string_view username, std::string_view code,
                                         Seconds now) {
+    if (hasNul(username)) {
+        return false;  // no stored name holds a NUL byte (see text())
+    }
     return withConnection(
         "use a recovery code of user", username, [&](pqxx::connection& connection) {
             // The hashes are matched before any lock is taken (hashing every stored code takes a
@@ -743,14 +799,15 @@ void PostgresStore::appendAudit(const AuditEvent& event) {
             "INSERT INTO audit_events (time, username, operation, resource, subresource, "
             "namespace, name, decision, reason, uid) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            event.time, event.username, event.operation, event.resource, event.subResource,
-            event.nameSpace, event.name, event.decision, event.reason, event.uid);
+            event.time, text(event.username), text(event.operation), text(event.resource),
+            text(event.subResource), text(event.nameSpace), text(event.name), text(event.decision),
+            text(event.reason), text(event.uid));
     });
 }
 
 std::vector<AuditEvent> PostgresStore::listAudit(const AuditFilter& filter) {
-    if (filter.limit <= 0) {
-        return {};
+    if (filter.limit <= 0 || (filter.username && hasNul(*filter.username))) {
+        return {};  // no stored name holds a NUL byte (see text())
     }
     // Only the conditions in use go into the query, so the (username, time) or (time) index
     // applies; "$1 IS NULL OR ..." would defeat both.

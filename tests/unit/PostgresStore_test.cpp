@@ -211,6 +211,24 @@ TEST_CASE("errors name the operation and leave out DETAIL lines that quote rows"
     CHECK(store.addUser(newUser("alice"), T0, false));
 }
 
+TEST_CASE("text with a NUL byte is refused, never stored cut short", "[store][postgres]") {
+    const PostgresTestDatabase database;
+    PostgresStore store(database.url());
+    const std::string evil("alice\0x", 7);
+    CHECK_THROWS_MATCHES(
+        store.addUser(newUser(evil), T0, false), StoreError,
+        Catch::Message("cannot add user 'alice\\0x' in database '" + store.description() +
+                       "': text with a NUL byte cannot be stored in PostgreSQL"));
+    twostep::core::AuditEvent event;
+    event.time = T0;
+    event.username = evil;
+    event.operation = "CREATE";
+    event.decision = "deny";
+    CHECK_THROWS_AS(store.appendAudit(event), StoreError);
+    CHECK(database.queryInt("SELECT COUNT(*) FROM users") == 0);
+    CHECK(database.queryInt("SELECT COUNT(*) FROM audit_events") == 0);
+}
+
 TEST_CASE("a statement that waits too long fails with a StoreError, and the store goes on",
           "[store][postgres]") {
     const PostgresTestDatabase database;

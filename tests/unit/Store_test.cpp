@@ -621,6 +621,39 @@ STORE_TEST("users are counted by state, and ping answers", "[store]") {
     CHECK_NOTHROW(store->ping());
 }
 
+STORE_TEST("a username with a NUL byte is never taken for the name before it", "[store][users]") {
+    // JSON allows \u0000 in a username; the name must not be cut at it (PostgreSQL's text
+    // parameters are C strings), or "alice\0x" would use alice's grant or burn her failures.
+    const auto store = backend.open();
+    REQUIRE(store->addUser(newUser("alice"), T0, false));
+    REQUIRE(store->openGrant("alice", T0 + 600, T0));
+    const std::string evil("alice\0x", 7);
+    CHECK_FALSE(store->findUser(evil));
+    CHECK_FALSE(store->acceptStep(evil, 10, UserState::Active, T0));
+    CHECK_FALSE(store->confirmWithStep(evil, 10, T0));
+    CHECK_FALSE(store->recordFailure(evil, LockoutPolicy{1, 60, 60}, T0).lockedUntil);
+    CHECK_FALSE(store->setState(evil, UserState::Disabled, T0));
+    CHECK_FALSE(store->openGrant(evil, T0 + 900, T0));
+    CHECK_FALSE(store->revokeGrant(evil, T0));
+    CHECK_FALSE(store->unlock(evil, T0));
+    CHECK_FALSE(store->resetSecret(evil, "other", T0));
+    CHECK_FALSE(store->replaceRecoveryCodes(evil, {"aa$11"}, T0));
+    CHECK_FALSE(store->consumeRecoveryCode(evil, "k7qm-2xvd-9fhw-c3tp", T0));
+    CHECK_FALSE(store->removeUser(evil));
+    AuditFilter filter;
+    filter.username = evil;
+    CHECK(store->listAudit(filter).empty());
+
+    const auto alice = store->findUser("alice");
+    REQUIRE(alice);
+    CHECK(alice->state == UserState::Active);
+    CHECK(alice->grantUntil == T0 + 600);
+    CHECK_FALSE(alice->lastStep);
+    CHECK(alice->failures == 0);
+    CHECK_FALSE(alice->lockedUntil);
+    CHECK(alice->sealedSecret == newUser("alice").sealedSecret);
+}
+
 STORE_TEST("two stores on one database see each other's writes", "[store][concurrency]") {
     const auto webhook = backend.open();
     const auto enroll = backend.open();
