@@ -155,6 +155,19 @@ export TWOSTEP_TEST_POSTGRES_CTL=$ctl
 export TWOSTEP_TEST_POSTGRES_CA=$tls/ca.crt
 echo "with-postgres: PostgreSQL $pg_version on 127.0.0.1:$port (cluster in $workdir)" >&2
 
+# In the background, so that a SIGTERM or SIGINT (a CI timeout, ^C) reaches this script at once
+# (bash defers traps while a foreground child runs): the command is then stopped first and the
+# server and cluster removed by the EXIT trap. (The command's stdin is therefore /dev/null.)
+"$@" &
+child=$!
+# shellcheck disable=SC2317 # called from the INT and TERM traps
+forward() {
+  kill -"$1" "$child" 2>/dev/null || true
+  wait "$child" 2>/dev/null || true
+  exit "$2"
+}
+trap 'forward INT 130' INT
+trap 'forward TERM 143' TERM
 status=0
-"$@" || status=$?
+wait "$child" || status=$?
 exit "$status"
