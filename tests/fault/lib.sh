@@ -65,11 +65,11 @@ start_server() {
   note "webhook pid $server_pid on port $server_port ($(field ready_ms "$line") ms to ready)"
 }
 
-# stop_server: SIGTERM, then waits for the process to go: at most 15 s, since a graceful stop
-# lets requests in flight finish, bounded by --read-timeout (default 10 s).
+# stop_server: SIGTERM, then waits for the process to go: at most 25 s, since a graceful stop
+# lets requests in flight finish, which the server bounds at 2 x --read-timeout + 2 s (22 s).
 stop_server() {
   kill -TERM "$server_pid" 2>/dev/null || true
-  for _ in $(seq 150); do
+  for _ in $(seq 250); do
     if ! kill -0 "$server_pid" 2>/dev/null; then
       server_pid=""
       # In the asan build a sanitizer report goes to stderr, which is this log.
@@ -80,7 +80,7 @@ stop_server() {
     fi
     sleep 0.1
   done
-  fail "the webhook did not stop within 15 s of SIGTERM"
+  fail "the webhook did not stop within 25 s of SIGTERM"
 }
 
 server_alive() { kill -0 "$server_pid" 2>/dev/null; }
