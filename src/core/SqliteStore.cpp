@@ -13,6 +13,7 @@
 #include <limits>
 #include <mutex>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 
@@ -122,6 +123,30 @@ private:
 };
 
 constexpr std::string_view MemoryPath = ":memory:";
+
+bool isBusy(const SQLite::Exception& e) {
+    return (e.getErrorCode() & 0xff) == SQLITE_BUSY;
+}
+
+/// Runs `step` again while it fails with SQLITE_BUSY, for up to `timeout`. The busy handler
+/// does not cover every case: two connections switching a new file to WAL each hold a shared
+/// lock and want an exclusive one, and SQLite answers one of them SQLITE_BUSY at once rather
+/// than deadlock. Two processes opening a new database together (two replicas, or the webhook
+/// and the enroll tool) meet exactly that.
+template <typename Step>
+auto retryWhileBusy(std::chrono::milliseconds timeout, Step&& step) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+        try {
+            return step();
+        } catch (const SQLite::Exception& e) {
+            if (!isBusy(e) || std::chrono::steady_clock::now() >= deadline) {
+                throw;
+            }
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+}
 constexpr const char* KeyFingerprintKey = "key_fingerprint";
 
 /// Opens one connection. Only the store's first connection may create the file: a database that
@@ -141,7 +166,10 @@ std::unique_ptr<SqliteConnection> openConnection(const std::string& path,
     }
     // WAL lets readers (the webhook) proceed while a writer (the enroll tool) commits. This is
     // also the first statement that reads the file, so a file that is not a database fails here.
-    const std::string mode = db->execAndGet("PRAGMA journal_mode = WAL").getString();
+    const std::string mode =
+        retryWhileBusy(std::chrono::milliseconds(std::max(0, options.busyTimeoutMs)), [&] {
+            return db->execAndGet("PRAGMA journal_mode = WAL").getString();
+        });
     if (mode != "wal") {
         throw StoreError("cannot switch database '" + path + "' to WAL mode (journal mode is '" +
                          mode + "')");
@@ -195,6 +223,9 @@ void migrate(SQLite::Database& db, const std::string& path) {
             transaction.commit();
             current = migration.version;
         } catch (const SQLite::Exception& e) {
+            if (isBusy(e)) {
+                throw;  // the caller tries again
+            }
             throw StoreError("cannot apply migration " + std::string(migration.file) +
                              " to database '" + path + "': " + e.what());
         }
@@ -356,8 +387,10 @@ SqliteStore::SqliteStore(std::string path, SqliteOptions options)
         },
         maxConnections, busyTimeout_);
     try {
-        Pool::Lease lease = pool_->acquire();
-        migrate(lease.connection(), path_);
+        retryWhileBusy(busyTimeout_, [&] {
+            Pool::Lease lease = pool_->acquire();
+            migrate(lease.connection(), path_);
+        });
         created->store(true);
     } catch (const SQLite::Exception& e) {
         throw StoreError("cannot open database '" + path_ + "': " + e.what());

@@ -910,3 +910,39 @@ STORE_TEST("two processes racing on one database: exactly one wins each round",
     CHECK(backend.queryInt("SELECT COUNT(*) FROM schema_version") == backend.newestMigration());
     CHECK(store->findUser("alice")->lastStep == 1000 + Rounds - 1);
 }
+
+STORE_TEST("eight processes opening a new database at once all succeed", "[store][concurrency]") {
+    // Replicas and the enroll tool may start together on an empty volume. On SQLite, switching a
+    // new file to WAL from two connections makes SQLite refuse one at once (SQLITE_BUSY without
+    // the busy handler); the store must wait its turn instead of failing to start.
+    constexpr int Processes = 8;
+    const std::string url = backend.url();
+    Pipe go;
+    std::vector<std::unique_ptr<Child>> children;
+    for (int i = 0; i < Processes; ++i) {
+        const pid_t pid = ::fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            go.closeWrite();
+            int status = 1;
+            try {
+                char byte = 0;
+                // Every child blocks here until the parent closes the pipe: they open together.
+                if (::read(go.readEnd(), &byte, 1) == 0) {
+                    status = twostep::core::openStore(url)->findUser("nobody") ? 3 : 0;
+                }
+            } catch (...) {
+                status = 2;
+            }
+            ::_exit(status);
+        }
+        children.push_back(std::make_unique<Child>(pid));
+    }
+    go.closeRead();
+    go.closeWrite();
+    for (std::size_t i = 0; i < children.size(); ++i) {
+        CAPTURE(i);
+        CHECK(children[i]->wait() == 0);
+    }
+    CHECK(backend.queryInt("SELECT COUNT(*) FROM schema_version") == backend.newestMigration());
+}
