@@ -210,10 +210,7 @@ public:
                                               name_ + "`");
         }
         if (user->isLocked(now_)) {
-            return deny(Reason::LockedOut,
-                        "user " + name_ + " is locked out after too many wrong codes until " +
-                            formatTime(*user->lockedUntil) + "; wait, or ask an admin to run " +
-                            "`twostep-enroll unlock " + name_ + "`");
+            return lockedOut(*user->lockedUntil);
         }
         if (unlock) {
             return runUnlock(*user);
@@ -235,6 +232,13 @@ public:
     }
 
 private:
+    Decision lockedOut(Seconds until) const {
+        return deny(Reason::LockedOut, "user " + name_ +
+                                           " is locked out after too many wrong codes until " +
+                                           formatTime(until) + "; wait, or ask an admin to run " +
+                                           "`twostep-enroll unlock " + name_ + "`");
+    }
+
     Decision notEnrolled() const {
         if (config_.unenrolled == UnenrolledPolicy::Allow) {
             return allow(
@@ -314,10 +318,23 @@ private:
                 break;
         }
         if (!store_.acceptStep(user.username, result.step, UserState::Active, now_)) {
-            // Not a failure: `kubectl apply` of several objects sends one code several times.
-            return replayed(user, result.step);
+            return refusedMatch(user, result.step);
         }
         return allow(Reason::Verified);
+    }
+
+    /// A right code that acceptStep refused: a replay, unless a lockout started (or the user
+    /// changed) since the request read the user.
+    Decision refusedMatch(const User& user, std::int64_t step) {
+        const std::optional<User> current = store_.findUser(user.username);
+        if (!current) {
+            return notEnrolled();
+        }
+        if (current->isLocked(now_)) {
+            return lockedOut(*current->lockedUntil);
+        }
+        // Not a failure: `kubectl apply` of several objects sends one code several times.
+        return replayed(*current, step);
     }
 
     Decision malformed(const User& user, const std::string& where) const {
@@ -326,8 +343,13 @@ private:
                                                "-digit code from your authenticator app");
     }
 
+    /// Counts a wrong code and answers it; while the user is locked out the answer is the
+    /// lockout, right or wrong, so a guess in flight learns nothing.
     Decision wrongCode(const User& user, const std::string& what) {
         const FailureOutcome outcome = store_.recordFailure(user.username, config_.lockout, now_);
+        if (outcome.refused) {
+            return outcome.lockedUntil ? lockedOut(*outcome.lockedUntil) : notEnrolled();
+        }
         if (outcome.lockedUntil) {
             return deny(Reason::WrongCode,
                         what + " for user " + name_ + "; too many wrong codes: locked out until " +

@@ -634,7 +634,8 @@ bool PostgresStore::acceptStep(std::string_view username, std::int64_t step,
                               "UPDATE users SET last_step = $3, failures = 0, lockouts = 0, "
                               "locked_until = NULL, updated_at = $2 "
                               "WHERE username = $1 AND state = $4 "
-                              "AND (last_step IS NULL OR last_step < $3)",
+                              "AND (last_step IS NULL OR last_step < $3) "
+                              "AND (locked_until IS NULL OR locked_until <= $2)",
                               username, now, step, text(requiredState));
         });
 }
@@ -656,19 +657,24 @@ bool PostgresStore::confirmWithStep(std::string_view username, std::int64_t step
 FailureOutcome PostgresStore::recordFailure(std::string_view username, const LockoutPolicy& policy,
                                             Seconds now) {
     if (hasNul(username)) {
-        return FailureOutcome{};  // no stored name holds a NUL byte (see text())
+        return rows::unknownUserFailure();  // no stored name holds a NUL byte (see text())
     }
     return withConnection("record a failure for user", username, [&](pqxx::connection& connection) {
         // Read and write under the row lock (SELECT ... FOR UPDATE), so concurrent failures
         // are all counted and two of them never both start a lockout.
         pqxx::work tx(connection);
         const pqxx::result read = tx.exec_params(
-            "SELECT failures, lockouts FROM users WHERE username = $1 FOR UPDATE", text(username));
+            "SELECT failures, lockouts, locked_until FROM users WHERE username = $1 FOR UPDATE",
+            text(username));
         if (read.empty()) {
-            return FailureOutcome{};  // unknown user: nothing to count
+            return rows::unknownUserFailure();
         }
         const auto [outcome, lockouts] =
-            rows::countFailure(policy, read[0][0].as<int>(), read[0][1].as<int>(), now);
+            rows::countFailure(policy, read[0][0].as<int>(), read[0][1].as<int>(),
+                               optionalInt64(read[0][2]), now);
+        if (outcome.refused) {
+            return outcome;  // the transaction rolls back: a refused failure changes nothing
+        }
         const std::string lockedUntil =
             outcome.lockedUntil ? std::to_string(*outcome.lockedUntil) : std::string();
         tx.exec_params0(
@@ -785,8 +791,14 @@ bool PostgresStore::consumeRecoveryCode(std::string_view username, std::string_v
             if (removed.affected_rows() != 1) {
                 return false;  // another caller used it first, or the codes were replaced
             }
-            tx.exec_params0("UPDATE users SET failures = 0, updated_at = $2 WHERE username = $1",
-                            text(username), now);
+            const pqxx::result cleared = tx.exec_params(
+                "UPDATE users SET failures = 0, lockouts = 0, locked_until = NULL, "
+                "updated_at = $2 WHERE username = $1 "
+                "AND (locked_until IS NULL OR locked_until <= $2)",
+                text(username), now);
+            if (cleared.affected_rows() != 1) {
+                return false;  // locked out: the transaction rolls back, the code stays unused
+            }
             tx.commit();
             return true;
         });

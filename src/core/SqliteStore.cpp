@@ -511,7 +511,8 @@ bool SqliteStore::acceptStep(std::string_view username, std::int64_t step, UserS
                               "UPDATE users SET last_step = ?3, failures = 0, lockouts = 0, "
                               "locked_until = NULL, updated_at = ?2 "
                               "WHERE username = ?1 AND state = ?4 "
-                              "AND (last_step IS NULL OR last_step < ?3)",
+                              "AND (last_step IS NULL OR last_step < ?3) "
+                              "AND (locked_until IS NULL OR locked_until <= ?2)",
                               username, now, step, std::string(toString(requiredState)));
         });
 }
@@ -531,16 +532,22 @@ FailureOutcome SqliteStore::recordFailure(std::string_view username, const Locko
                                           Seconds now) {
     return withConnection(
         Access::LightWrite, "record a failure for user", username, [&](SQLite::Database& db) {
-            // Read and write under one write lock (BEGIN IMMEDIATE), so concurrent failures are all
-            // counted and two of them never both start a lockout.
+            // Read and write under one write lock (BEGIN IMMEDIATE), so concurrent failures are
+            // all counted and two of them never both start a lockout.
             SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
-            ReusedStatement read(db, "SELECT failures, lockouts FROM users WHERE username = ?");
+            ReusedStatement read(
+                db, "SELECT failures, lockouts, locked_until FROM users WHERE username = ?");
             bindText(*read, 1, username);
             if (!read->executeStep()) {
-                return FailureOutcome{};  // unknown user: nothing to count
+                return rows::unknownUserFailure();
             }
+            const SQLite::Column lockedUntil = read->getColumn(2);
             const auto [outcome, lockouts] = rows::countFailure(
-                policy, read->getColumn(0).getInt(), read->getColumn(1).getInt(), now);
+                policy, read->getColumn(0).getInt(), read->getColumn(1).getInt(),
+                lockedUntil.isNull() ? std::nullopt : std::optional(lockedUntil.getInt64()), now);
+            if (outcome.refused) {
+                return outcome;  // the transaction rolls back: a refused failure changes nothing
+            }
             ReusedStatement update(db,
                                    "UPDATE users SET failures = ?3, lockouts = ?4, "
                                    "locked_until = COALESCE(?5, locked_until), updated_at = ?2 "
@@ -644,8 +651,13 @@ bool SqliteStore::consumeRecoveryCode(std::string_view username, std::string_vie
             if (remove.exec() != 1) {
                 return false;
             }
-            updateUser(db, "UPDATE users SET failures = 0, updated_at = ?2 WHERE username = ?1",
-                       username, now);
+            if (!updateUser(db,
+                            "UPDATE users SET failures = 0, lockouts = 0, locked_until = NULL, "
+                            "updated_at = ?2 WHERE username = ?1 "
+                            "AND (locked_until IS NULL OR locked_until <= ?2)",
+                            username, now)) {
+                return false;  // locked out: the transaction rolls back, the code stays unused
+            }
             transaction.commit();
             return true;
         });

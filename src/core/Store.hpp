@@ -57,10 +57,12 @@ struct LockoutPolicy {
     Seconds lockFor(int lockoutNumber) const;
 };
 
-/// The state after a failure was counted.
+/// What recordFailure did.
 struct FailureOutcome {
-    int failures = 0;
-    std::optional<Seconds> lockedUntil;  ///< set when this failure started a lockout
+    bool refused = false;  ///< the user was locked out already: nothing was counted
+    int failures = 0;      ///< failures in the current streak, this one included
+    /// The lock that refused the failure, or the one this failure started (then failures is 0).
+    std::optional<Seconds> lockedUntil;
 };
 
 /// One decision in the audit log. Never holds a code.
@@ -110,15 +112,19 @@ public:
                              Seconds now) = 0;
 
     /// The replay compare-and-set: records `step` as accepted only if it is newer than the
-    /// user's last accepted step and the user is in `requiredState`. One conditional UPDATE, so
-    /// of concurrent callers with the same step exactly one gets true. On success also clears the
-    /// failure count and lockout streak.
+    /// user's last accepted step, the user is in `requiredState` and not locked out. One
+    /// conditional UPDATE, so of concurrent callers with the same step exactly one gets true. On
+    /// success also clears the failure count and the lockout streak.
     virtual bool acceptStep(std::string_view username, std::int64_t step, UserState requiredState,
                             Seconds now) = 0;
     /// Pending -> active together with acceptStep, atomically (used by `confirm`).
     virtual bool confirmWithStep(std::string_view username, std::int64_t step, Seconds now) = 0;
 
-    /// Counts a failed verification atomically and starts a lockout when the policy says so.
+    /// Counts a wrong code atomically; the failure that reaches policy.maxFailures starts a
+    /// lockout. While the user is locked out, the failure is refused and not counted, and
+    /// acceptStep and consumeRecoveryCode refuse too. Together they bound the codes checked per
+    /// lockout to maxFailures however many guesses arrive at once: once the lock is on, a guess
+    /// in flight is answered "locked out", right or wrong. An unknown user is refused.
     virtual FailureOutcome recordFailure(std::string_view username, const LockoutPolicy& policy,
                                          Seconds now) = 0;
     /// Clears failures, lock and lockout streak. False when the user does not exist.
@@ -133,7 +139,9 @@ public:
     virtual bool replaceRecoveryCodes(std::string_view username,
                                       const std::vector<std::string>& hashes, Seconds now) = 0;
     /// Consumes the recovery code matching `code` (checked with matchesRecoveryCode) atomically:
-    /// of concurrent callers with the same code exactly one gets true. Clears failures on success.
+    /// of concurrent callers with the same code exactly one gets true. False while the user is
+    /// locked out (the code stays unused). On success also clears the failure count and the
+    /// lockout streak, as acceptStep does.
     virtual bool consumeRecoveryCode(std::string_view username, std::string_view code,
                                      Seconds now) = 0;
 

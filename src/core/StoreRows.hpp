@@ -45,25 +45,35 @@ inline UserState storedState(const std::string& username, const std::string& tex
 }
 
 /// The counters to store after one more failure, and what recordFailure reports.
-struct FailureCount {
+struct FailureRow {
     FailureOutcome outcome;
     int lockouts = 0;  ///< the lockout streak to store
 };
 
-/// One more failure on top of the stored `failures` and `lockouts` (saturating): the failure
-/// that reaches policy.maxFailures starts a lockout, and the failure streak begins again.
-inline FailureCount countFailure(const LockoutPolicy& policy, int failures, int lockouts,
-                                 Seconds now) {
+/// recordFailure's answer for a user that does not exist: refused, nothing counted.
+inline FailureOutcome unknownUserFailure() {
+    return FailureOutcome{true, 0, std::nullopt};
+}
+
+/// One more failure on top of the stored row (saturating): refused while `lockedUntil` is in
+/// the future; otherwise the failure that reaches policy.maxFailures starts a lockout, and the
+/// failure streak begins again.
+inline FailureRow countFailure(const LockoutPolicy& policy, int failures, int lockouts,
+                               std::optional<Seconds> lockedUntil, Seconds now) {
     constexpr int Max = std::numeric_limits<int>::max();
-    FailureCount count;
-    count.lockouts = lockouts;
-    count.outcome.failures = failures < Max ? failures + 1 : Max;
-    if (count.outcome.failures >= std::max(1, policy.maxFailures)) {
-        count.lockouts = lockouts < Max ? lockouts + 1 : Max;
-        count.outcome.lockedUntil = now + policy.lockFor(count.lockouts);
-        count.outcome.failures = 0;  // a new streak starts when the lock ends
+    FailureRow row;
+    row.lockouts = lockouts;
+    if (lockedUntil && *lockedUntil > now) {
+        row.outcome = FailureOutcome{true, failures, lockedUntil};
+        return row;
     }
-    return count;
+    row.outcome.failures = failures < Max ? failures + 1 : Max;
+    if (row.outcome.failures >= std::max(1, policy.maxFailures)) {
+        row.lockouts = lockouts < Max ? lockouts + 1 : Max;
+        row.outcome.lockedUntil = now + policy.lockFor(row.lockouts);
+        row.outcome.failures = 0;  // a new streak starts when the lock ends
+    }
+    return row;
 }
 
 /// What importUsers throws when `username` exists already (the import then changed nothing).

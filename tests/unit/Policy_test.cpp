@@ -17,6 +17,7 @@
 #include "core/RecoveryCodes.hpp"
 #include "core/Totp.hpp"
 #include "support/Fixtures.hpp"
+#include "support/ForwardingStore.hpp"
 #include "support/TempDir.hpp"
 
 using namespace twostep::core;
@@ -135,7 +136,9 @@ void checkResponse(const std::string& body, const ReviewOutcome& outcome) {
 /// A Reviewer over a real SQLite store, a fresh master key and a FakeClock at T.
 struct Harness {
     explicit Harness(PolicyConfig config = {}, const std::string& db = ":memory:")
-        : store(openStore(db)), reviewer(*store, sealer, clock, std::move(config)) {}
+        : Harness(openStore(db), std::move(config)) {}
+    Harness(std::unique_ptr<Store> store_, PolicyConfig config)
+        : store(std::move(store_)), reviewer(*store, sealer, clock, std::move(config)) {}
 
     void enroll(const std::string& username, UserState state = UserState::Active,
                 TotpParams params = {}) {
@@ -495,6 +498,92 @@ TEST_CASE("codes: missing, malformed, wrong, valid, replayed", "[policy]") {
     SECTION("a code outside the window is wrong") {
         CHECK(h.decide(withToken("0004", codeAt(T + 90))).reason == Reason::WrongCode);
     }
+    SECTION("a replay after wrong codes is not counted") {
+        REQUIRE(h.decide(readFixture("0004")).reason == Reason::Verified);
+        REQUIRE(h.decide(readFixture("0003")).reason == Reason::WrongCode);
+        REQUIRE(h.decide(readFixture("0003")).reason == Reason::WrongCode);
+        REQUIRE(h.user()->failures == 2);
+        CHECK(h.decide(readFixture("0004")).reason == Reason::Replayed);
+        CHECK(h.user()->failures == 2);
+    }
+    SECTION("the right code on the attempt that reaches the limit is accepted and ends the lock") {
+        for (int attempt = 1; attempt < 5; ++attempt) {
+            REQUIRE(h.decide(readFixture("0003")).reason == Reason::WrongCode);
+        }
+        CHECK(h.decide(readFixture("0004")).reason == Reason::Verified);
+        const auto alice = h.user();
+        CHECK_FALSE(alice->isLocked(T));
+        CHECK(alice->failures == 0);
+        CHECK(alice->lockouts == 0);
+    }
+}
+
+/// Starts a lockout of the user it reads next, as a burst of wrong guesses through another
+/// replica would while this request checks its code.
+class LockWhenReadStore final : public twostep::test::ForwardingStore {
+public:
+    using ForwardingStore::ForwardingStore;
+    std::optional<User> findUser(std::string_view username) override {
+        std::optional<User> user = ForwardingStore::findUser(username);
+        if (user && armed) {
+            armed = false;
+            REQUIRE(inner().recordFailure(username, LockoutPolicy{1, 60, 60}, T).lockedUntil);
+        }
+        return user;
+    }
+    bool armed = false;
+};
+
+TEST_CASE("a code in flight when a lockout starts is answered with the lockout",
+          "[policy][lockout]") {
+    auto owned = std::make_unique<LockWhenReadStore>(openStore(":memory:"));
+    LockWhenReadStore& store = *owned;
+    Harness h(std::move(owned), PolicyConfig{});
+    h.enroll("alice");
+    const std::vector<std::string> recovery = generateRecoveryCodes(1);
+    REQUIRE(h.store->replaceRecoveryCodes("alice", {hashRecoveryCode(recovery[0])}, T));
+
+    // Right or wrong, the answer is the lockout: a guess learns nothing, and nothing is used.
+    for (const std::string& body : {readFixture("0004"), readFixture("0003"),
+                                    withToken("0004", recovery[0])}) {
+        REQUIRE(h.store->unlock("alice", T));
+        store.armed = true;
+        const Decision d = h.decide(body);
+        CHECK(d.reason == Reason::LockedOut);
+        CHECK(d.message ==
+              "user alice is locked out after too many wrong codes until 2026-08-18T16:29:00Z; "
+              "wait, or ask an admin to run `twostep-enroll unlock alice`");
+        const auto alice = h.user();
+        CHECK_FALSE(alice->lastStep);
+        CHECK(alice->recoveryCodesLeft == 1);
+        CHECK(alice->failures == 0);
+        CHECK(alice->lockouts == 1);
+    }
+}
+
+TEST_CASE("guesses arriving together: only the lockout's number of codes are checked",
+          "[policy][lockout]") {
+    // All 24 requests read alice as not locked; the attempt is counted before the code is
+    // checked, so only 5 are checked and the rest are refused as locked out.
+    Harness h;
+    h.enroll("alice");
+    constexpr int Requests = 24;
+    const std::string wrong = readFixture("0003");
+    std::barrier sync(Requests);
+    std::vector<Reason> reasons(Requests);
+    std::vector<std::thread> workers;
+    for (std::size_t i = 0; i < Requests; ++i) {
+        workers.emplace_back([&, i] {
+            sync.arrive_and_wait();
+            reasons[i] = h.reviewer.review(wrong, Endpoint::Validate).decision->reason;
+        });
+    }
+    for (std::thread& worker : workers) {
+        worker.join();
+    }
+    CHECK(std::count(reasons.begin(), reasons.end(), Reason::WrongCode) == 5);
+    CHECK(std::count(reasons.begin(), reasons.end(), Reason::LockedOut) == Requests - 5);
+    CHECK(h.user()->lockouts == 1);
 }
 
 TEST_CASE("the enrolled digit count is what a code must have", "[policy]") {

@@ -363,9 +363,12 @@ STORE_TEST("acceptStep accepts only a newer step in the required state", "[store
 STORE_TEST("acceptStep clears failures and the lockout streak", "[store][replay][lockout]") {
     const auto store = backend.open();
     REQUIRE(store->addUser(newUser("alice"), T0, false));
-    for (int i = 0; i < 7; ++i) {
+    for (int i = 0; i < 5; ++i) {
         store->recordFailure("alice", LockoutPolicy{}, T0);
     }
+    // Two more after the lock has ended.
+    store->recordFailure("alice", LockoutPolicy{}, T0 + 60);
+    store->recordFailure("alice", LockoutPolicy{}, T0 + 60);
     auto before = store->findUser("alice");
     REQUIRE(before->failures == 2);
     REQUIRE(before->lockouts == 1);
@@ -450,8 +453,63 @@ STORE_TEST("failures lock a user out, the lock doubles and is capped", "[store][
     CHECK_FALSE(store->unlock("nobody", now));
 
     const FailureOutcome unknown = store->recordFailure("nobody", policy, now);
+    CHECK(unknown.refused);
     CHECK(unknown.failures == 0);
     CHECK_FALSE(unknown.lockedUntil);
+}
+
+STORE_TEST("failures while locked out are refused and not counted", "[store][lockout]") {
+    const auto store = backend.open();
+    REQUIRE(store->addUser(newUser("alice"), T0, false));
+    const LockoutPolicy policy{3, 60, 300};
+    CHECK_FALSE(store->recordFailure("alice", policy, T0).refused);
+    CHECK_FALSE(store->recordFailure("alice", policy, T0).refused);
+    const FailureOutcome third = store->recordFailure("alice", policy, T0);
+    CHECK_FALSE(third.refused);
+    REQUIRE(third.lockedUntil == T0 + 60);
+
+    for (const Seconds at : {T0, T0 + 30, T0 + 59}) {
+        CAPTURE(at);
+        const FailureOutcome refused = store->recordFailure("alice", policy, at);
+        CHECK(refused.refused);
+        CHECK(refused.lockedUntil == T0 + 60);
+    }
+    const auto alice = store->findUser("alice");
+    CHECK(alice->failures == 0);
+    CHECK(alice->lockouts == 1);
+    CHECK(alice->lockedUntil == T0 + 60);
+
+    const FailureOutcome after = store->recordFailure("alice", policy, T0 + 60);
+    CHECK_FALSE(after.refused);
+    CHECK(after.failures == 1);
+}
+
+STORE_TEST("while locked out, right codes and recovery codes are refused and stay unused",
+           "[store][lockout][recovery]") {
+    const auto store = backend.open();
+    REQUIRE(store->addUser(newUser("alice"), T0, false));
+    const std::string code = twostep::core::generateRecoveryCodes(1).front();
+    REQUIRE(store->replaceRecoveryCodes("alice", {twostep::core::hashRecoveryCode(code)}, T0));
+    const LockoutPolicy policy{1, 60, 300};
+    REQUIRE(store->recordFailure("alice", policy, T0).lockedUntil == T0 + 60);
+
+    CHECK_FALSE(store->acceptStep("alice", 10, UserState::Active, T0 + 59));
+    CHECK_FALSE(store->consumeRecoveryCode("alice", code, T0 + 59));
+    auto alice = store->findUser("alice");
+    CHECK_FALSE(alice->lastStep);
+    CHECK(alice->recoveryCodesLeft == 1);
+    CHECK(alice->lockedUntil == T0 + 60);
+
+    // When the lock ends both work again, and clear the streak.
+    REQUIRE(store->recordFailure("alice", LockoutPolicy{5, 60, 300}, T0 + 60).failures == 1);
+    CHECK(store->consumeRecoveryCode("alice", code, T0 + 60));
+    alice = store->findUser("alice");
+    CHECK(alice->failures == 0);
+    CHECK(alice->lockouts == 0);
+    CHECK(alice->recoveryCodesLeft == 0);
+    REQUIRE(store->recordFailure("alice", policy, T0 + 60).lockedUntil == T0 + 120);
+    CHECK(store->acceptStep("alice", 10, UserState::Active, T0 + 120));
+    CHECK(store->findUser("alice")->lastStep == 10);
 }
 
 STORE_TEST("grants open, extend and end", "[store][grant]") {
@@ -723,6 +781,7 @@ STORE_TEST("concurrent failures are all counted and start one lockout", "[store]
     const LockoutPolicy policy{16, 60, 3600};
     std::atomic<int> lockouts{0};
     // 16 threads, one failure each per round: the 16th failure of the streak starts the lock.
+    // Each round comes after the previous round's lock has ended.
     constexpr int Rounds = 5;
     std::barrier sync(16);
     std::vector<std::thread> workers;
@@ -733,7 +792,7 @@ STORE_TEST("concurrent failures are all counted and start one lockout", "[store]
             for (int round = 0; round < Rounds; ++round) {
                 sync.arrive_and_wait();
                 try {
-                    if (store.recordFailure("alice", policy, T0).lockedUntil) {
+                    if (store.recordFailure("alice", policy, T0 + round * 3600).lockedUntil) {
                         ++lockouts;
                     }
                 } catch (const std::exception&) {
@@ -750,6 +809,45 @@ STORE_TEST("concurrent failures are all counted and start one lockout", "[store]
     const auto alice = stores.back()->findUser("alice");
     CHECK(alice->lockouts == Rounds);
     CHECK(alice->failures == 0);
+}
+
+STORE_TEST("of many failures at once, only the policy's number are counted",
+           "[store][concurrency][lockout]") {
+    // The brute-force bound: 32 guesses arriving together, across two stores (two replicas),
+    // must not get more than maxFailures of them answered "wrong" before the lock.
+    const auto stores = openStores(backend, 2);
+    REQUIRE(stores.front()->addUser(newUser("alice"), T0, false));
+    const LockoutPolicy policy{5, 60, 3600};
+    constexpr int Threads = 32;
+    std::barrier sync(Threads);
+    std::atomic<int> counted{0};
+    std::atomic<int> locksStarted{0};
+    std::atomic<int> errors{0};
+    std::vector<std::thread> workers;
+    for (int t = 0; t < Threads; ++t) {
+        workers.emplace_back([&, t] {
+            Store& store = *stores[static_cast<std::size_t>(t % 2)];
+            sync.arrive_and_wait();
+            try {
+                const FailureOutcome attempt = store.recordFailure("alice", policy, T0);
+                if (!attempt.refused) {
+                    ++counted;
+                    if (attempt.lockedUntil) {
+                        ++locksStarted;
+                    }
+                }
+            } catch (const std::exception&) {
+                ++errors;
+            }
+        });
+    }
+    for (std::thread& worker : workers) {
+        worker.join();
+    }
+    CHECK(errors == 0);
+    CHECK(counted == policy.maxFailures);
+    CHECK(locksStarted == 1);
+    CHECK(stores.back()->findUser("alice")->lockouts == 1);
 }
 
 namespace {
