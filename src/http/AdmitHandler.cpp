@@ -15,6 +15,7 @@
 
 #include "http/Log.hpp"
 #include "http/Metrics.hpp"
+#include "http/TlsContext.hpp"
 
 namespace twostep::http {
 
@@ -86,20 +87,27 @@ void AdmitHandler::handleRequest(Poco::Net::HTTPServerRequest& request,
     }
 }
 
+void AdmitHandler::refuseRequest(Poco::Net::HTTPServerRequest& request,
+                                 Poco::Net::HTTPServerResponse& response, int status,
+                                 const std::string& reason) {
+    // The rest of the body is not read, so the connection cannot be reused.
+    response.setKeepAlive(false);
+    sendResponse(response, services_.metrics, status, TextPlain, reason + "\n");
+    if (status == 413 || status == 403) {
+        discardRest(request);
+    }
+    services_.log.warn("request refused", {{"endpoint", toString(endpoint_)},
+                                           {"status", std::int64_t{status}},
+                                           {"reason", reason},
+                                           {"client", request.clientAddress().host().toString()}});
+}
+
 std::optional<std::string> AdmitHandler::readBody(Poco::Net::HTTPServerRequest& request,
                                                   Poco::Net::HTTPServerResponse& response) {
     const std::size_t limit = services_.maxBody;
     const auto deadline = Clock::now() + services_.readTimeout;
     const auto refuse = [&](int status, const std::string& reason) {
-        // The rest of the body is not read, so the connection cannot be reused.
-        response.setKeepAlive(false);
-        sendResponse(response, services_.metrics, status, TextPlain, reason + "\n");
-        if (status == 413) {
-            discardRest(request);
-        }
-        services_.log.warn("request refused", {{"endpoint", toString(endpoint_)},
-                                               {"status", std::int64_t{status}},
-                                               {"reason", reason}});
+        refuseRequest(request, response, status, reason);
         return std::nullopt;
     };
     const std::string tooLarge = "request body larger than " + std::to_string(limit) + " bytes";
@@ -144,6 +152,14 @@ std::optional<std::string> AdmitHandler::readBody(Poco::Net::HTTPServerRequest& 
 
 void AdmitHandler::serve(Poco::Net::HTTPServerRequest& request,
                          Poco::Net::HTTPServerResponse& response) {
+    // With --client-ca the handshake lets clients without a certificate in (the kubelet's probes
+    // need /healthz and /readyz); reviews are for the API server's certificate only.
+    if (services_.requireClientCertificate && !hasVerifiedClientCertificate(request)) {
+        refuseRequest(request, response, 403,
+                      "a client certificate signed by the --client-ca CA is required for /" +
+                          std::string(toString(endpoint_)));
+        return;
+    }
     const std::optional<std::string> body = readBody(request, response);
     if (!body) {
         return;

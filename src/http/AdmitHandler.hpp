@@ -27,6 +27,10 @@ private:
     std::optional<std::string> readBody(Poco::Net::HTTPServerRequest& request,
                                         Poco::Net::HTTPServerResponse& response);
     void serve(Poco::Net::HTTPServerRequest& request, Poco::Net::HTTPServerResponse& response);
+    /// Sends `status` with `reason` as a text answer on a connection that then closes, and logs it.
+    void refuseRequest(Poco::Net::HTTPServerRequest& request,
+                       Poco::Net::HTTPServerResponse& response, int status,
+                       const std::string& reason);
 
     const ServerServices& services_;
     core::Endpoint endpoint_;

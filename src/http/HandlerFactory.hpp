@@ -36,6 +36,8 @@ struct ServerServices {
     std::function<bool()> certificateLoaded;
     std::size_t maxBody = 0;
     std::chrono::milliseconds readTimeout{0};
+    /// --client-ca is set: /validate and /mutate answer 403 without a verified client certificate.
+    bool requireClientCertificate = false;
 };
 
 /// Returns a handler for every request (never nullptr, which POCO would answer with 501).

@@ -33,7 +33,7 @@ constexpr std::array Flags{
     FlagSpec{"listen", "ADDR", "address to listen on, host:port or [v6]:port (default 0.0.0.0:8443)"},
     FlagSpec{"tls-cert", "FILE", "PEM certificate (and chain) to serve; reloaded when it changes (required)"},
     FlagSpec{"tls-key", "FILE", "PEM private key of --tls-cert; reloaded with it (required)"},
-    FlagSpec{"client-ca", "FILE", "PEM CA bundle: only clients with a certificate it signed are served"},
+    FlagSpec{"client-ca", "FILE", "PEM CA bundle: /validate and /mutate answer 403 to clients without a certificate it signed"},
     FlagSpec{"db", "URL", "database: SQLite path, sqlite:PATH or postgresql://... (default /var/lib/twostep/twostep.db)"},
     FlagSpec{"master-key-file", "FILE", "key that seals the TOTP secrets (default /etc/twostep/master.key)"},
     FlagSpec{"annotation", "KEY", "annotation that carries the code (default twostep.dev/token)"},

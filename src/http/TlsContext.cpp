@@ -1,6 +1,9 @@
 #include "http/TlsContext.hpp"
 
 #include <Poco/Exception.h>
+#include <Poco/Net/HTTPServerRequestImpl.h>
+#include <Poco/Net/SecureStreamSocket.h>
+#include <Poco/Net/Session.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/err.h>
@@ -125,6 +128,37 @@ std::array<std::uint8_t, 32> sha256Of(const std::string& a, const std::string& b
     return digest;
 }
 
+/// The SSL_SESSION ex_data slot that markVerifiedSession() sets; allocated once per process.
+int verifiedSlot() {
+    static const int slot = SSL_SESSION_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+    return slot;
+}
+
+/// What a verified session's slot points to; any other value (null) means "not verified".
+constexpr char VerifiedMark = 'v';
+
+/// At the end of each handshake, records on the session whether the client presented a
+/// certificate and it verified. POCO 1.11 does not expose a connection's SSL*, but it does
+/// expose its SSL_SESSION, where the request handler reads this mark.
+void markVerifiedSession(const SSL* ssl, int where, int /*ret*/) {
+    // A resumed session keeps the mark of the full handshake that made it, and may be shared
+    // with other connections: it is never written here.
+    if ((where & SSL_CB_HANDSHAKE_DONE) == 0 || SSL_session_reused(ssl) != 0) {
+        return;
+    }
+    SSL_SESSION* session = SSL_get_session(ssl);
+    const int slot = verifiedSlot();
+    if (session == nullptr || slot < 0) {
+        return;
+    }
+    // SSL_get_verify_result() is X509_V_OK also when no certificate was sent: check both.
+    const bool verified =
+        SSL_get0_peer_certificate(ssl) != nullptr && SSL_get_verify_result(ssl) == X509_V_OK;
+    // The slot is only ever read as a pointer compared with &VerifiedMark, never written through.
+    SSL_SESSION_set_ex_data(session, slot,
+                            verified ? const_cast<char*>(&VerifiedMark) : nullptr);
+}
+
 void checkClientCa(const std::string& path) {
     const std::string pem = readFile(path, "client CA file");
     BioPtr bio = memoryBio(pem);
@@ -136,6 +170,25 @@ void checkClientCa(const std::string& path) {
 }
 
 }  // namespace
+
+bool hasVerifiedClientCertificate(Poco::Net::HTTPServerRequest& request) noexcept {
+    try {
+        auto* impl = dynamic_cast<Poco::Net::HTTPServerRequestImpl*>(&request);
+        if (impl == nullptr || !impl->secure()) {
+            return false;
+        }
+        Poco::Net::SecureStreamSocket socket(impl->socket());  // shares the connection's impl
+        if (!socket.havePeerCertificate()) {
+            return false;
+        }
+        const Poco::Net::Session::Ptr session = socket.currentSession();
+        const int slot = verifiedSlot();
+        return session && session->sslSession() != nullptr && slot >= 0 &&
+               SSL_SESSION_get_ex_data(session->sslSession(), slot) == &VerifiedMark;
+    } catch (...) {
+        return false;  // not a TLS socket, or it failed: not verified
+    }
+}
 
 void OpenSslDeleter::operator()(X509* p) const noexcept { X509_free(p); }
 void OpenSslDeleter::operator()(EVP_PKEY* p) const noexcept { EVP_PKEY_free(p); }
@@ -206,10 +259,13 @@ TlsContext::TlsContext(TlsSettings settings, ReloadListener listener)
     }
 
     // No certificate in the params: every handshake gets one from selectCertificate().
+    // With a client CA, a certificate is requested and checked but not required (RELAXED, not
+    // STRICT): the kubelet's HTTPS probes have none, and AdmitHandler refuses /validate and
+    // /mutate to connections without a verified one (hasVerifiedClientCertificate).
     Poco::Net::Context::Params params;
     params.caLocation = settings_.clientCaFile;
     params.verificationMode =
-        verifyClients ? Poco::Net::Context::VERIFY_STRICT : Poco::Net::Context::VERIFY_NONE;
+        verifyClients ? Poco::Net::Context::VERIFY_RELAXED : Poco::Net::Context::VERIFY_NONE;
     params.verificationDepth = 9;
     params.loadDefaultCAs = false;
     params.cipherList = Tls12Ciphers;
@@ -238,6 +294,11 @@ TlsContext::TlsContext(TlsSettings settings, ReloadListener listener)
                               openSslError());
         }
         SSL_CTX_set_client_CA_list(ctx, names);
+        // OpenSSL's own verdict instead of POCO's callback, which hands a failure to a
+        // process-wide InvalidCertificateHandler that could choose to ignore it: a certificate
+        // that does not verify always ends the handshake.
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+        SSL_CTX_set_info_callback(ctx, &markVerifiedSession);
     }
     SSL_CTX_set_cert_cb(ctx, &TlsContext::selectCertificate, this);
 

@@ -19,6 +19,10 @@
 
 #include "http/Metrics.hpp"
 
+namespace Poco::Net {
+class HTTPServerRequest;
+}
+
 namespace twostep::http {
 
 /// Owners of the OpenSSL objects, released with their own free functions.
@@ -49,10 +53,16 @@ std::shared_ptr<const CertifiedKey> parseCertifiedKey(const std::string& certPem
                                                       const std::string& certFile,
                                                       const std::string& keyFile);
 
+/// Whether the connection `request` arrived on presented a client certificate that verified
+/// against the TlsContext's client CA (false without a client CA, a certificate, or TLS).
+bool hasVerifiedClientCertificate(Poco::Net::HTTPServerRequest& request) noexcept;
+
 struct TlsSettings {
     std::string certFile;
     std::string keyFile;
-    std::string clientCaFile;  ///< empty: no client certificate requested
+    /// Empty: no client certificate requested. Else requested and verified when presented, but
+    /// not required by the handshake (see hasVerifiedClientCertificate).
+    std::string clientCaFile;
     std::chrono::milliseconds reloadInterval{10'000};
 };
 

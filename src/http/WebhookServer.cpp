@@ -263,7 +263,8 @@ int WebhookServer::main(const ArgVec& args) {
                                   log,
                                   [&tls] { return tls->hasCertificate(); },
                                   config_.maxBody,
-                                  config_.readTimeout};
+                                  config_.readTimeout,
+                                  !config_.clientCa.empty()};
 
     Poco::Net::SecureServerSocket socket(tls->context());
     const std::string wanted = config_.listen.host + ":" + std::to_string(config_.listen.port);

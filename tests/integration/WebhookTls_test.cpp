@@ -1,5 +1,6 @@
 // TLS of the real twostep-webhook: protocol floor, certificate rotation under traffic (no failed
-// handshake, the new certificate within seconds, bad files ignored), client-CA enforcement.
+// handshake, the new certificate within seconds, bad files ignored), client certificates with
+// --client-ca (checked in the handshake when presented, required by the review endpoints only).
 #include <catch2/catch.hpp>
 
 #include <Poco/Net/SSLException.h>
@@ -16,6 +17,7 @@
 #include "integration/WebhookHarness.hpp"
 
 using twostep::test::HttpResult;
+using twostep::test::reviewFor;
 using twostep::test::Webhook;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
@@ -173,21 +175,88 @@ TEST_CASE("the certificate rotates under traffic without a failed handshake",
     CHECK(webhook.metric("twostep_certificate_reloads_total{result=\"failure\"}") >= 2);
 }
 
-TEST_CASE("with --client-ca only clients with a certificate from that CA are served",
+TEST_CASE("with --client-ca reviews need a certificate from that CA, probes and scrapes do not",
           "[integration][tls][mtls]") {
     Webhook webhook;
     const auto& pki = webhook.pki();
     pki.makeLeaf("apiserver", "ca", false);
+    pki.makeLeaf("server-only", "ca", true);  // the right CA, but no clientAuth usage
     pki.makeCa("other-ca");
     pki.makeLeaf("intruder", "other-ca", false);
+    webhook.enroll("alice");
     webhook.start({"--client-ca=" + pki.pem("ca").string()});
+    const auto withoutCertificate = webhook.clientContext();
+    const auto apiserver = webhook.clientContext("apiserver");
 
-    CHECK(webhook.request("GET", "/healthz", "", webhook.clientContext("apiserver")).status ==
-          200);
-    CHECK_THROWS(webhook.request("GET", "/healthz", "", webhook.clientContext()));
-    CHECK_THROWS(webhook.request("GET", "/healthz", "", webhook.clientContext("intruder")));
-    // Refused clients do not stop the server.
-    CHECK(webhook.request("POST", "/validate", twostep::test::readFixture("0001"),
-                          webhook.clientContext("apiserver"))
+    SECTION("a client without a certificate: /healthz, /readyz and /metrics, but no reviews") {
+        // What the kubelet's httpGet probes and a Prometheus without a client certificate do.
+        CHECK(webhook.request("GET", "/healthz", "", withoutCertificate).status == 200);
+        CHECK(webhook.request("GET", "/readyz", "", withoutCertificate).status == 200);
+        CHECK(webhook.request("GET", "/metrics", "", withoutCertificate).status == 200);
+        for (const std::string endpoint : {"/validate", "/mutate"}) {
+            const std::string body = reviewFor("0004", "alice", webhook.code("alice"));
+            const HttpResult refused =
+                webhook.request("POST", endpoint + "?timeout=5s", body, withoutCertificate);
+            CHECK(refused.status == 403);
+            CHECK(refused.contentType == "text/plain; charset=utf-8");
+            CHECK(refused.body == "a client certificate signed by the --client-ca CA is required "
+                                  "for " + endpoint + "\n");
+            CHECK(refused.connection == "Close");  // POCO's spelling
+        }
+        CHECK(webhook.metric("twostep_http_requests_total{code=\"403\"}") == 2);
+        // Refused before any review: no decision counted, and the user's code is still unused.
+        CHECK(webhook.metric("twostep_admission_requests_total{endpoint=\"validate\","
+                             "decision=\"allow\",reason=\"verified\"}") == 0);
+        const HttpResult allowed = webhook.request(
+            "POST", "/validate", reviewFor("0004", "alice", webhook.code("alice")), apiserver);
+        CHECK(allowed.status == 200);
+        CHECK(allowed.allowed());
+        REQUIRE(webhook.server().waitForOutput("\"status\":403", 5s));
+        const std::string log = webhook.server().output();
+        CHECK_THAT(log, Catch::Contains("request refused"));
+        CHECK_THAT(log, Catch::Contains("\"client\":\"127.0.0.1\""));
+    }
+
+    SECTION("a certificate from that CA: reviews as before, on every request of a connection") {
+        Poco::Net::HTTPSClientSession session("127.0.0.1", webhook.port(), apiserver);
+        const HttpResult verified = Webhook::exchange(
+            session, "POST", "/validate?timeout=5s",
+            reviewFor("0004", "alice", webhook.code("alice")));
+        CHECK(verified.status == 200);
+        CHECK(verified.allowed());
+        CHECK(verified.reason() == "verified");
+        // The same connection (keep-alive) stays admitted for the next review.
+        const HttpResult denied =
+            Webhook::exchange(session, "POST", "/mutate", reviewFor("0001", "bob"));
+        CHECK(denied.status == 200);
+        CHECK_FALSE(denied.allowed());
+        CHECK(Webhook::exchange(session, "GET", "/healthz", "").status == 200);
+        CHECK(webhook.metric("twostep_http_requests_total{code=\"403\"}") == 0);
+    }
+
+    SECTION("a certificate that does not verify ends the handshake, on every path") {
+        for (const std::string name : {"intruder", "server-only"}) {
+            INFO("client certificate " << name);
+            const auto context = webhook.clientContext(name);
+            CHECK_THROWS(webhook.request("GET", "/healthz", "", context));
+            CHECK_THROWS(webhook.request("POST", "/validate", reviewFor("0001", "alice"), context));
+        }
+        // Refused clients do not stop the server.
+        CHECK(webhook.request("POST", "/validate", reviewFor("0001", "bob"), apiserver).status ==
+              200);
+        CHECK(webhook.request("GET", "/healthz", "", withoutCertificate).status == 200);
+    }
+}
+
+TEST_CASE("without --client-ca no client certificate is asked for or needed",
+          "[integration][tls][mtls]") {
+    Webhook webhook;
+    webhook.pki().makeCa("other-ca");
+    webhook.pki().makeLeaf("stranger", "other-ca", false);
+    webhook.start();
+    // No certificate request, so the stranger's certificate is never sent nor checked.
+    CHECK(webhook.request("POST", "/validate", reviewFor("0001", "bob"),
+                          webhook.clientContext("stranger"))
               .status == 200);
+    CHECK(webhook.request("POST", "/validate", reviewFor("0001", "bob")).status == 200);
 }
