@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Brute force: wrong codes for one user as fast as 32 connections can send them, for
-# BRUTE_SECONDS (default 10). The lockout bounds how many guesses are even checked: the audit log
-# must show at most 5 checked guesses (wrong_code) per lockout window plus the guesses already in
-# flight when the first lock began, and every later guess refused unchecked (locked_out).
+# BRUTE_SECONDS (default 10). The lockout bounds how many guesses get an answer that tells
+# anything: the audit log must show exactly 5 answered "wrong" (wrong_code) before the first lock,
+# and every later guess answered "locked out" (locked_out), including the ones already in flight
+# when the lock began (the store refuses to count or accept while a lock is on).
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 seconds=${BRUTE_SECONDS:-10}
@@ -29,8 +30,9 @@ note "$answers guesses in ${seconds}s ($(field rps "$result")/s): $checked check
   fail "$answers answers but $((checked + refused)) audit rows"
 # Every checked guess was counted: 5 per lockout, plus the streak after the last one.
 (( checked == 5 * lockouts + failures )) || fail "$checked checked guesses, but $lockouts lockouts and $failures failures"
-(( checked <= 5 + connections )) ||
-  fail "$checked guesses were checked: more than 5 plus the $connections in flight at the first lock"
+# The first lock lasts 60 s: a shorter run ends inside it.
+(( seconds >= 60 || checked == 5 )) ||
+  fail "$checked guesses were answered wrong_code, not 5: guesses in flight slipped past the lock"
 (( refused > answers / 2 )) || fail "only $refused of $answers guesses were refused by the lockout"
 stop_server
-note "ok: the lockout let $checked of $answers guesses be checked"
+note "ok: the lockout let $checked of $answers guesses be answered"
