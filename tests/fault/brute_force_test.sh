@@ -23,7 +23,7 @@ answers=$(field answers "$result")
 checked=$(sqlite3 "$db" "SELECT COUNT(*) FROM audit_events WHERE username = '$victim' AND reason = 'wrong_code'")
 refused=$(sqlite3 "$db" "SELECT COUNT(*) FROM audit_events WHERE username = '$victim' AND reason = 'locked_out'")
 IFS='|' read -r lockouts failures <<<"$(sqlite3 "$db" "SELECT lockouts, failures FROM users WHERE username = '$victim'")"
-note "$answers guesses in ${seconds}s ($(field rps "$result")/s): $checked checked (wrong_code), $refused refused unchecked (locked_out); $lockouts lockouts, $failures failures since"
+note "$answers guesses in ${seconds}s ($(field rps "$result")/s): $checked answered wrong (wrong_code), $refused answered locked out (locked_out); $lockouts lockouts, $failures failures since"
 (( answers > 1000 )) || fail "only $answers guesses were answered: not a brute-force rate"
 # Every guess is audited; the ones still in flight when the generator stopped are audited too.
 (( checked + refused >= answers && checked + refused <= answers + connections )) ||
