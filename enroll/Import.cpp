@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cstdint>
 #include <unordered_map>
 
 #include "Csv.hpp"
 #include "core/Base32.hpp"
+#include "core/Utf8.hpp"
 
 namespace twostep::enroll {
 
@@ -21,50 +21,6 @@ std::string_view trim(std::string_view text) {
     return text.substr(first, last - first + 1);
 }
 
-bool validUtf8(std::string_view text) {
-    std::size_t i = 0;
-    while (i < text.size()) {
-        const auto c = static_cast<unsigned char>(text[i]);
-        std::size_t extra = 0;
-        std::uint32_t min = 0;
-        std::uint32_t code = 0;
-        if (c < 0x80) {
-            ++i;
-            continue;
-        }
-        if ((c & 0xe0U) == 0xc0U) {
-            extra = 1;
-            min = 0x80;
-            code = c & 0x1fU;
-        } else if ((c & 0xf0U) == 0xe0U) {
-            extra = 2;
-            min = 0x800;
-            code = c & 0x0fU;
-        } else if ((c & 0xf8U) == 0xf0U) {
-            extra = 3;
-            min = 0x10000;
-            code = c & 0x07U;
-        } else {
-            return false;
-        }
-        if (i + extra >= text.size()) {
-            return false;
-        }
-        for (std::size_t k = 1; k <= extra; ++k) {
-            const auto next = static_cast<unsigned char>(text[i + k]);
-            if ((next & 0xc0U) != 0x80U) {
-                return false;
-            }
-            code = (code << 6) | (next & 0x3fU);
-        }
-        if (code < min || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff)) {
-            return false;
-        }
-        i += extra + 1;
-    }
-    return true;
-}
-
 }  // namespace
 
 std::optional<std::string> usernameProblem(std::string_view username) {
@@ -74,7 +30,7 @@ std::optional<std::string> usernameProblem(std::string_view username) {
     if (username.size() > 256) {
         return "username is longer than 256 bytes";
     }
-    if (!validUtf8(username)) {
+    if (!core::utf8::isValid(username)) {
         return "username is not valid UTF-8";
     }
     for (const char c : username) {

@@ -496,6 +496,17 @@ auto PostgresStore::withConnection(std::string_view action, std::string_view sub
     }
 }
 
+template <typename... Extra>
+bool PostgresStore::updateUserRow(std::string_view action, const char* sql,
+                                  std::string_view username, Seconds now, const Extra&... extra) {
+    if (hasNul(username)) {
+        return false;  // no stored name holds a NUL byte (see text())
+    }
+    return withConnection(action, username, [&](pqxx::connection& connection) {
+        return updateUser(connection, sql, username, now, extra...);
+    });
+}
+
 PostgresStore::PostgresStore(const std::string& url, PostgresOptions options) : options_(options) {
     ConnectTarget target = parseTarget(url, options_);
     description_ = std::move(target.description);
@@ -586,16 +597,11 @@ bool PostgresStore::removeUser(std::string_view username) {
 }
 
 bool PostgresStore::setState(std::string_view username, UserState state, Seconds now) {
-    if (hasNul(username)) {
-        return false;  // no stored name holds a NUL byte (see text())
-    }
-    return withConnection("set the state of user", username, [&](pqxx::connection& connection) {
-        return updateUser(connection,
-                          "UPDATE users SET state = $3, updated_at = $2, "
-                          "grant_until = CASE WHEN $3 = 'disabled' THEN NULL ELSE grant_until END "
-                          "WHERE username = $1",
-                          username, now, text(state));
-    });
+    return updateUserRow("set the state of user",
+                         "UPDATE users SET state = $3, updated_at = $2, "
+                         "grant_until = CASE WHEN $3 = 'disabled' THEN NULL ELSE grant_until END "
+                         "WHERE username = $1",
+                         username, now, text(state));
 }
 
 bool PostgresStore::resetSecret(std::string_view username, std::string_view sealedSecret,
@@ -622,36 +628,25 @@ bool PostgresStore::resetSecret(std::string_view username, std::string_view seal
 
 bool PostgresStore::acceptStep(std::string_view username, std::int64_t step,
                                UserState requiredState, Seconds now) {
-    if (hasNul(username)) {
-        return false;  // no stored name holds a NUL byte (see text())
-    }
-    return withConnection(
-        "accept a time step for user", username, [&](pqxx::connection& connection) {
-            // The replay compare-and-set in one statement. A concurrent caller (thread, process
-            // or replica) with the same step waits for this row lock and then re-checks the WHERE
-            // clause against the committed row (READ COMMITTED), so exactly one changes the row.
-            return updateUser(connection,
-                              "UPDATE users SET last_step = $3, failures = 0, lockouts = 0, "
-                              "locked_until = NULL, updated_at = $2 "
-                              "WHERE username = $1 AND state = $4 "
-                              "AND (last_step IS NULL OR last_step < $3) "
-                              "AND (locked_until IS NULL OR locked_until <= $2)",
-                              username, now, step, text(requiredState));
-        });
+    // The replay compare-and-set in one statement. A concurrent caller (thread, process or
+    // replica) with the same step waits for this row lock and then re-checks the WHERE clause
+    // against the committed row (READ COMMITTED), so exactly one changes the row.
+    return updateUserRow("accept a time step for user",
+                         "UPDATE users SET last_step = $3, failures = 0, lockouts = 0, "
+                         "locked_until = NULL, updated_at = $2 "
+                         "WHERE username = $1 AND state = $4 "
+                         "AND (last_step IS NULL OR last_step < $3) "
+                         "AND (locked_until IS NULL OR locked_until <= $2)",
+                         username, now, step, text(requiredState));
 }
 
 bool PostgresStore::confirmWithStep(std::string_view username, std::int64_t step, Seconds now) {
-    if (hasNul(username)) {
-        return false;  // no stored name holds a NUL byte (see text())
-    }
-    return withConnection("confirm user", username, [&](pqxx::connection& connection) {
-        return updateUser(connection,
-                          "UPDATE users SET state = 'active', last_step = $3, failures = 0, "
-                          "lockouts = 0, locked_until = NULL, updated_at = $2 "
-                          "WHERE username = $1 AND state = 'pending' "
-                          "AND (last_step IS NULL OR last_step < $3)",
-                          username, now, step);
-    });
+    return updateUserRow("confirm user",
+                         "UPDATE users SET state = 'active', last_step = $3, failures = 0, "
+                         "lockouts = 0, locked_until = NULL, updated_at = $2 "
+                         "WHERE username = $1 AND state = 'pending' "
+                         "AND (last_step IS NULL OR last_step < $3)",
+                         username, now, step);
 }
 
 FailureOutcome PostgresStore::recordFailure(std::string_view username, const LockoutPolicy& policy,
@@ -689,40 +684,24 @@ FailureOutcome PostgresStore::recordFailure(std::string_view username, const Loc
 }
 
 bool PostgresStore::unlock(std::string_view username, Seconds now) {
-    if (hasNul(username)) {
-        return false;  // no stored name holds a NUL byte (see text())
-    }
-    return withConnection("unlock user", username, [&](pqxx::connection& connection) {
-        return updateUser(connection,
-                          "UPDATE users SET failures = 0, lockouts = 0, locked_until = NULL, "
-                          "updated_at = $2 WHERE username = $1",
-                          username, now);
-    });
+    return updateUserRow("unlock user",
+                         "UPDATE users SET failures = 0, lockouts = 0, locked_until = NULL, "
+                         "updated_at = $2 WHERE username = $1",
+                         username, now);
 }
 
 bool PostgresStore::openGrant(std::string_view username, Seconds until, Seconds now) {
-    if (hasNul(username)) {
-        return false;  // no stored name holds a NUL byte (see text())
-    }
-    return withConnection("open a grant for user", username, [&](pqxx::connection& connection) {
-        // Opening extends, never shortens: two overlapping unlocks keep the later end.
-        return updateUser(connection,
-                          "UPDATE users SET grant_until = GREATEST(COALESCE(grant_until, $3), $3), "
-                          "updated_at = $2 WHERE username = $1",
-                          username, now, until);
-    });
+    // Opening extends, never shortens: two overlapping unlocks keep the later end.
+    return updateUserRow("open a grant for user",
+                         "UPDATE users SET grant_until = GREATEST(COALESCE(grant_until, $3), $3), "
+                         "updated_at = $2 WHERE username = $1",
+                         username, now, until);
 }
 
 bool PostgresStore::revokeGrant(std::string_view username, Seconds now) {
-    if (hasNul(username)) {
-        return false;  // no stored name holds a NUL byte (see text())
-    }
-    return withConnection("revoke the grant of user", username, [&](pqxx::connection& connection) {
-        return updateUser(connection,
-                          "UPDATE users SET grant_until = NULL, updated_at = $2 "
-                          "WHERE username = $1",
-                          username, now);
-    });
+    return updateUserRow("revoke the grant of user",
+                         "UPDATE users SET grant_until = NULL, updated_at = $2 WHERE username = $1",
+                         username, now);
 }
 
 bool PostgresStore::replaceRecoveryCodes(std::string_view username,

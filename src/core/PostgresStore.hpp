@@ -83,6 +83,12 @@ private:
     /// StoreError "cannot <action> '<subject>' in database '<description>': <message>".
     template <typename Fn>
     auto withConnection(std::string_view action, std::string_view subject, Fn&& fn);
+    /// One UPDATE of the user's row (`sql` binds username as $1, now as $2, then `extra`) through
+    /// withConnection; true when it changed the row. False at once for a name holding a NUL
+    /// byte, which no stored name does (see text()).
+    template <typename... Extra>
+    bool updateUserRow(std::string_view action, const char* sql, std::string_view username,
+                       Seconds now, const Extra&... extra);
 
     PostgresOptions options_;
     std::string description_;
