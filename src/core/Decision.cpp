@@ -47,4 +47,8 @@ std::string_view toString(Reason reason) {
     return "internal_error";
 }
 
+bool isRoutine(Reason reason) {
+    return reason == Reason::Exempt || reason == Reason::NotProtected || reason == Reason::DryRun;
+}
+
 }  // namespace twostep::core

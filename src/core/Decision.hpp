@@ -33,6 +33,12 @@ enum class Reason {
 /// The snake_case id, e.g. "wrong_code".
 std::string_view toString(Reason reason);
 
+/// Whether `reason` is routine: exempt, not_protected or dry_run. Such decisions check no code
+/// (system accounts, objects outside the protected scope, changes that do not persist) and are
+/// most of a cluster's traffic, so they are not audited and are logged at debug only. Every other
+/// reason is audited and logged at info (or error), so the two can never drift apart.
+bool isRoutine(Reason reason);
+
 struct Decision {
     bool allowed = false;
     Reason reason = Reason::InternalError;

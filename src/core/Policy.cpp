@@ -152,9 +152,9 @@ AuditEvent recordOf(const ReviewRequest& request, const Decision& decision, Seco
 }
 
 /// Exempt and unprotected requests are not audited (design §3.9), and neither are dry runs:
-/// the webhooks declare sideEffects NoneOnDryRun. All three still get a log line.
+/// the webhooks declare sideEffects NoneOnDryRun. All three still get a log line (at debug).
 bool isAudited(Reason reason) {
-    return reason != Reason::Exempt && reason != Reason::NotProtected && reason != Reason::DryRun;
+    return !isRoutine(reason);
 }
 
 /// The message of an exception in flight, for the server log.

@@ -169,9 +169,9 @@ void AdmitHandler::serve(Poco::Net::HTTPServerRequest& request,
     const std::chrono::duration<double> took = Clock::now() - start;
 
     services_.metrics.observeReview(endpoint_, outcome, took.count());
-    if (outcome.record) {
-        services_.log.decision(toString(endpoint_), *outcome.record, took.count() * 1000.0,
-                               outcome.error);
+    if (outcome.record && outcome.decision) {
+        services_.log.decision(toString(endpoint_), outcome.decision->reason, *outcome.record,
+                               took.count() * 1000.0, outcome.error);
     } else if (!outcome.error.empty()) {
         services_.log.error("request failed", {{"endpoint", toString(endpoint_)},
                                                {"status", std::int64_t{outcome.httpStatus}},

@@ -81,6 +81,7 @@ void appendNumber(std::string& out, const LogField::Value& v) {
 
 std::string_view levelName(LogLevel level) {
     switch (level) {
+    case LogLevel::Debug: return "debug";
     case LogLevel::Info: return "info";
     case LogLevel::Warn: return "warn";
     case LogLevel::Error: return "error";
@@ -131,6 +132,9 @@ std::string Log::format(LogLevel level, std::string_view message,
 }
 
 void Log::write(LogLevel level, std::string_view message, std::span<const LogField> fields) {
+    if (!enabled(level)) {
+        return;
+    }
     try {
         const std::string line = format(level, message, fields);
         const std::lock_guard lock(mutex_);
@@ -141,8 +145,16 @@ void Log::write(LogLevel level, std::string_view message, std::span<const LogFie
     }
 }
 
-void Log::decision(std::string_view endpoint, const core::AuditEvent& record, double durationMs,
-                   std::string_view errorText) {
+void Log::decision(std::string_view endpoint, core::Reason reason, const core::AuditEvent& record,
+                   double durationMs, std::string_view errorText) {
+    LogLevel level = core::isRoutine(reason) ? LogLevel::Debug : LogLevel::Info;
+    if (!errorText.empty()) {
+        level = LogLevel::Error;
+    }
+    // Routine decisions are most requests: skip them before building anything of the line.
+    if (!enabled(level)) {
+        return;
+    }
     std::string resource = record.resource;
     if (!record.subResource.empty()) {
         resource += '/';
@@ -160,10 +172,10 @@ void Log::decision(std::string_view endpoint, const core::AuditEvent& record, do
                                            {"duration_ms", durationMs},
                                            {"error", errorText}}};
     if (errorText.empty()) {
-        write(LogLevel::Info, "admission", std::span(fields).first(fields.size() - 1));
+        write(level, "admission", std::span(fields).first(fields.size() - 1));
         return;
     }
-    write(LogLevel::Error, "admission", fields);
+    write(level, "admission", fields);
 }
 
 }  // namespace twostep::http

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <variant>
 
+#include "core/Decision.hpp"
 #include "http/ServerConfig.hpp"
 
 namespace twostep::core {
@@ -18,8 +19,6 @@ struct AuditEvent;
 }
 
 namespace twostep::http {
-
-enum class LogLevel { Info, Warn, Error };
 
 /// One key and its value in a log line.
 struct LogField {
@@ -29,14 +28,22 @@ struct LogField {
 };
 
 /// Writes whole lines with one write each under a mutex, so lines from worker threads never
-/// interleave. Thread-safe. Write errors are ignored (logging must never fail a request).
+/// interleave; lines below the level are dropped before they are formatted. Thread-safe. Write
+/// errors are ignored (logging must never fail a request).
 class Log {
 public:
-    explicit Log(LogFormat format, std::FILE* out = stdout) : format_(format), out_(out) {}
+    explicit Log(LogFormat format, std::FILE* out = stdout, LogLevel level = LogLevel::Info)
+        : format_(format), level_(level), out_(out) {}
 
-    /// time, level, msg, then `fields` in order.
+    /// Whether lines at `level` are written: check it before building a costly line.
+    bool enabled(LogLevel level) const { return level >= level_; }
+
+    /// time, level, msg, then `fields` in order; nothing when `level` is not enabled.
     void write(LogLevel level, std::string_view message, std::span<const LogField> fields);
 
+    void debug(std::string_view message, std::initializer_list<LogField> fields = {}) {
+        write(LogLevel::Debug, message, std::span(fields.begin(), fields.size()));
+    }
     void info(std::string_view message, std::initializer_list<LogField> fields = {}) {
         write(LogLevel::Info, message, std::span(fields.begin(), fields.size()));
     }
@@ -47,9 +54,11 @@ public:
         write(LogLevel::Error, message, std::span(fields.begin(), fields.size()));
     }
 
-    /// The line for one admission decision; `errorText` is set only for internal_error.
-    void decision(std::string_view endpoint, const core::AuditEvent& record, double durationMs,
-                  std::string_view errorText);
+    /// The line for one admission decision (`reason` is the one in `record`): at error when
+    /// `errorText` is set (only for internal_error), at debug when core::isRoutine(reason), else
+    /// at info.
+    void decision(std::string_view endpoint, core::Reason reason, const core::AuditEvent& record,
+                  double durationMs, std::string_view errorText);
 
     /// Formats without writing (for tests).
     std::string format(LogLevel level, std::string_view message,
@@ -57,6 +66,7 @@ public:
 
 private:
     LogFormat format_;
+    LogLevel level_;
     std::FILE* out_;
     std::mutex mutex_;
 };

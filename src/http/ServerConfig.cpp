@@ -48,6 +48,7 @@ constexpr std::array Flags{
     FlagSpec{"lockout-base", "DURATION", "first lockout length, doubling with each further one (default 1m)"},
     FlagSpec{"lockout-max", "DURATION", "longest lockout (default 1h)"},
     FlagSpec{"log-format", "json|text", "format of the log lines on stdout (default json)"},
+    FlagSpec{"log-level", "debug|info|warn|error", "least severe log lines written (default info; exempt, not_protected and dry_run decisions are debug)"},
     FlagSpec{"max-body", "SIZE", "largest request body, e.g. 3MiB (default 3MiB)"},
     FlagSpec{"threads", "N", "worker threads, one per open connection (default 32)"},
     FlagSpec{"queue", "N", "connections waiting for a worker before new ones are refused (default 64)"},
@@ -444,6 +445,19 @@ ServerConfig ServerConfig::from(const Poco::Util::AbstractConfiguration& config)
             out.logFormat = LogFormat::Text;
         } else {
             fail(*v, "must be json or text");
+        }
+    }
+    if (auto v = in.get("log-level")) {
+        if (v->text == "debug") {
+            out.logLevel = LogLevel::Debug;
+        } else if (v->text == "info") {
+            out.logLevel = LogLevel::Info;
+        } else if (v->text == "warn") {
+            out.logLevel = LogLevel::Warn;
+        } else if (v->text == "error") {
+            out.logLevel = LogLevel::Error;
+        } else {
+            fail(*v, "must be debug, info, warn or error");
         }
     }
     if (auto v = in.get("max-body")) {

@@ -27,6 +27,9 @@ public:
 
 enum class LogFormat { Json, Text };
 
+/// Severity of a log line, least severe first: a Log writes lines at or above its level.
+enum class LogLevel { Debug, Info, Warn, Error };
+
 /// Where to listen: an IP literal or host name (IPv6 without brackets) and a port (0: any).
 struct ListenAddress {
     std::string host = "0.0.0.0";
@@ -43,6 +46,7 @@ struct ServerConfig {
     std::string masterKeyFile = "/etc/twostep/master.key";
     core::PolicyConfig policy;
     LogFormat logFormat = LogFormat::Json;
+    LogLevel logLevel = LogLevel::Info;
     std::size_t maxBody = 3 * 1024 * 1024;
     int threads = 32;
     int queue = 64;

@@ -194,7 +194,7 @@ int WebhookServer::main(const ArgVec& args) {
         complain("unexpected argument '" + args.front() + "' (see --help)");
         return EXIT_USAGE;
     }
-    Log log(config_.logFormat);
+    Log log(config_.logFormat, stdout, config_.logLevel);
     SslLibrary ssl;
 
     // Built in dependency order and destroyed in reverse: the HTTP server stops first, the store

@@ -94,6 +94,7 @@ TEST_CASE("ServerConfig::from: defaults, flags, environment", "[config]") {
         CHECK(config.policy.fields.tokenAnnotation == "twostep.dev/token");
         CHECK(config.policy.exemptUsers == twostep::core::PolicyConfig{}.exemptUsers);
         CHECK(config.clientCa.empty());
+        CHECK(config.logLevel == twostep::http::LogLevel::Info);
     }
     SECTION("flags") {
         const ServerConfig config = ServerConfig::from(*configOf({
@@ -107,6 +108,7 @@ TEST_CASE("ServerConfig::from: defaults, flags, environment", "[config]") {
             {"twostep.lockout-base", "30s"},
             {"twostep.lockout-max", "2h"},
             {"twostep.log-format", "text"},
+            {"twostep.log-level", "warn"},
             {"twostep.max-body", "1MiB"},
             {"twostep.read-timeout", "1500ms"},
             {"twostep.exempt-user[0]", "ci-bot"},
@@ -124,6 +126,7 @@ TEST_CASE("ServerConfig::from: defaults, flags, environment", "[config]") {
         CHECK(config.policy.lockout.baseLockSeconds == 30);
         CHECK(config.policy.lockout.maxLockSeconds == 7200);
         CHECK(config.logFormat == twostep::http::LogFormat::Text);
+        CHECK(config.logLevel == twostep::http::LogLevel::Warn);
         CHECK(config.maxBody == 1024 * 1024);
         CHECK(config.readTimeout == 1500ms);
         // Added to the defaults, which stay.
@@ -145,6 +148,21 @@ TEST_CASE("ServerConfig::from: defaults, flags, environment", "[config]") {
         CHECK(config.policy.window == 0);
         CHECK(config.policy.exemptUsers == std::vector<std::string>{"a", "b"});
         CHECK(config.policy.exemptGroups.empty());
+    }
+    SECTION("the log level from the environment, and every level's name") {
+        using twostep::http::LogLevel;
+        const auto [name, level] = GENERATE(table<const char*, LogLevel>({
+            {"debug", LogLevel::Debug},
+            {"info", LogLevel::Info},
+            {"warn", LogLevel::Warn},
+            {"error", LogLevel::Error},
+        }));
+        INFO(name);
+        CHECK(ServerConfig::from(*configOf({{"system.env.TWOSTEP_LOG_LEVEL", name}})).logLevel ==
+              level);
+        CHECK(ServerConfig::from(*configOf({{"system.env.TWOSTEP_LOG_LEVEL", "error"},
+                                            {"twostep.log-level", name}}))
+                  .logLevel == level);
     }
     SECTION("--no-default-exemptions as a flag") {
         const ServerConfig config =
@@ -182,6 +200,10 @@ TEST_CASE("ServerConfig::from: bad values name the flag or variable and the valu
     CHECK(error({{"system.env.TWOSTEP_NO_DEFAULT_EXEMPTIONS", "perhaps"}}) ==
           "invalid TWOSTEP_NO_DEFAULT_EXEMPTIONS 'perhaps': must be true or false");
     CHECK(error({{"twostep.db", ""}}) == "invalid --db '': must not be empty");
+    CHECK(error({{"twostep.log-level", "verbose"}}) ==
+          "invalid --log-level 'verbose': must be debug, info, warn or error");
+    CHECK(error({{"system.env.TWOSTEP_LOG_LEVEL", "INFO"}}) ==
+          "invalid TWOSTEP_LOG_LEVEL 'INFO': must be debug, info, warn or error");
 
     Poco::AutoPtr<Poco::Util::MapConfiguration> noKey = new Poco::Util::MapConfiguration;
     noKey->setString("twostep.tls-cert", "/certs/tls.crt");

@@ -14,6 +14,8 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <sstream>
 #include <thread>
 
 #include "integration/WebhookHarness.hpp"
@@ -57,6 +59,33 @@ void wreck(const std::filesystem::path& db) {
     }
 }
 
+/// Posts an exempt review, a dry run, a verified and a denied one to `server` (listening on
+/// `port`), and returns the level of each admission line it logged, by reason.
+std::map<std::string, std::string> decisionLevels(Webhook& webhook, ServerProcess& server,
+                                                  std::uint16_t port) {
+    const auto post = [&](const std::string& body) {
+        Poco::Net::HTTPSClientSession session("127.0.0.1", port, webhook.clientContext());
+        return Webhook::exchange(session, "POST", "/validate", body);
+    };
+    CHECK(post(reviewFor("0001", "system:serviceaccount:kube-system:deployer")).reason() ==
+          "exempt");
+    CHECK(post(twostep::test::readFixture("0007")).reason() == "dry_run");  // alice, dryRun
+    CHECK(post(reviewFor("0004", "alice", webhook.code("alice"))).reason() == "verified");
+    CHECK(post(reviewFor("0001", "alice")).reason() == "missing_code");
+    // Each line is written before its answer is sent, so once the last one is in, all are.
+    REQUIRE(server.waitForOutput("\"reason\":\"missing_code\"", 5s));
+
+    std::map<std::string, std::string> levels;
+    std::istringstream lines(server.output());
+    for (std::string line; std::getline(lines, line);) {
+        const auto json = nlohmann::json::parse(line, nullptr, false);
+        if (!json.is_discarded() && json.value("msg", "") == "admission") {
+            levels[json.at("reason").get<std::string>()] = json.at("level").get<std::string>();
+        }
+    }
+    return levels;
+}
+
 }  // namespace
 
 TEST_CASE("bad flags exit 78 with one line naming the flag and value",
@@ -74,6 +103,8 @@ TEST_CASE("bad flags exit 78 with one line naming the flag and value",
         {{"--grant-ttl=5 minutes"}, "invalid --grant-ttl '5 minutes': expected a duration"},
         {{"--unenrolled=maybe"}, "invalid --unenrolled 'maybe': must be deny or allow"},
         {{"--log-format=xml"}, "invalid --log-format 'xml': must be json or text"},
+        {{"--log-level=verbose"},
+         "invalid --log-level 'verbose': must be debug, info, warn or error"},
         {{"--max-body=lots"}, "invalid --max-body 'lots': expected a size"},
         {{"--threads=0"}, "invalid --threads '0': must be an integer from 1 to 1024"},
         {{"--annotation=not a key"}, "invalid --annotation 'not a key'"},
@@ -93,6 +124,11 @@ TEST_CASE("bad flags exit 78 with one line naming the flag and value",
     const Exit fromEnv = runToExit(with({}), {{"TWOSTEP_WINDOW", "x"}});
     CHECK(fromEnv.code == 78);
     CHECK_THAT(fromEnv.errors, Catch::Contains("invalid TWOSTEP_WINDOW 'x'"));
+    const Exit levelFromEnv = runToExit(with({}), {{"TWOSTEP_LOG_LEVEL", "loud"}});
+    CHECK(levelFromEnv.code == 78);
+    CHECK_THAT(levelFromEnv.errors,
+               Catch::Contains("invalid TWOSTEP_LOG_LEVEL 'loud': must be debug, info, warn or "
+                               "error"));
 
     // Unknown options and stray arguments are usage errors.
     const Exit unknown = runToExit(with({"--bogus"}));
@@ -106,7 +142,8 @@ TEST_CASE("bad flags exit 78 with one line naming the flag and value",
          {"--listen", "--tls-cert", "--tls-key", "--client-ca", "--db", "--master-key-file",
           "--annotation", "--window", "--exempt-user", "--exempt-group", "--no-default-exemptions",
           "--unenrolled", "--grant-ttl", "--grant-max-ttl", "--lockout-failures",
-          "--lockout-base", "--lockout-max", "--log-format", "--max-body", "--threads", "--queue",
+          "--lockout-base", "--lockout-max", "--log-format", "--log-level", "--max-body",
+          "--threads", "--queue",
           "--idle-timeout", "--read-timeout", "--cert-reload-interval"}) {
         CHECK_THAT(help.output, Catch::Contains(flag));
     }
@@ -256,6 +293,41 @@ TEST_CASE("text log lines carry the decision fields and never the code",
                                         "resource=apps/v1/deployments namespace=default") &&
                         Catch::Contains(" decision=allow reason=verified duration_ms="));
     CHECK_FALSE(twostep::test::containsNumber(log, code));
+}
+
+TEST_CASE("exempt and dry-run reviews are logged only at debug; verified and denied stay at info",
+          "[integration][lifecycle]") {
+    Webhook webhook;
+    webhook.enroll("alice");
+    std::map<std::string, std::string> levels;  // reason -> level of its admission line
+
+    SECTION("default level: routine decisions leave no line") {
+        webhook.start();
+        levels = decisionLevels(webhook, webhook.server(), webhook.port());
+        CHECK(levels == std::map<std::string, std::string>{{"verified", "info"},
+                                                           {"missing_code", "info"}});
+    }
+    SECTION("--log-level=debug") {
+        webhook.start({"--log-level=debug"});
+        levels = decisionLevels(webhook, webhook.server(), webhook.port());
+        CHECK(levels == std::map<std::string, std::string>{{"exempt", "debug"},
+                                                           {"dry_run", "debug"},
+                                                           {"verified", "info"},
+                                                           {"missing_code", "info"}});
+    }
+    SECTION("TWOSTEP_LOG_LEVEL=debug") {
+        ServerProcess server(webhook.arguments(), {{"TWOSTEP_LOG_LEVEL", "debug"}});
+        levels = decisionLevels(webhook, server, server.waitForPort());
+        CHECK(levels.at("exempt") == "debug");
+        CHECK(levels.at("verified") == "info");
+    }
+    SECTION("the flag wins over TWOSTEP_LOG_LEVEL") {
+        ServerProcess server(webhook.arguments({"--log-level=info"}),
+                             {{"TWOSTEP_LOG_LEVEL", "debug"}});
+        levels = decisionLevels(webhook, server, server.waitForPort());
+        CHECK(levels.count("exempt") == 0);
+        CHECK(levels.at("verified") == "info");
+    }
 }
 
 TEST_CASE("a client trickling its headers cannot hold a stop open for long",
