@@ -6,12 +6,14 @@
 
 #include <array>
 #include <exception>
+#include <memory>
 #include <ostream>
 #include <string>
 
 #include "core/Clock.hpp"
 #include "core/Store.hpp"
 #include "http/AdmitHandler.hpp"
+#include "http/ConnectionWatchdog.hpp"
 #include "http/Log.hpp"
 #include "http/Metrics.hpp"
 
@@ -115,6 +117,27 @@ private:
     const ServerServices& services_;
 };
 
+/// Tells the connection's watchdog registration when the request is done: POCO deletes the
+/// handler once the answer is sent, before it waits for the next request on the connection.
+class WatchedHandler final : public Poco::Net::HTTPRequestHandler {
+public:
+    WatchedHandler(std::unique_ptr<Poco::Net::HTTPRequestHandler> handler,
+                   ConnectionWatchdog::Registration& connection)
+        : handler_(std::move(handler)), connection_(connection) {}
+    ~WatchedHandler() override { connection_.requestDone(); }
+    WatchedHandler(const WatchedHandler&) = delete;
+    WatchedHandler& operator=(const WatchedHandler&) = delete;
+
+    void handleRequest(Poco::Net::HTTPServerRequest& request,
+                       Poco::Net::HTTPServerResponse& response) override {
+        handler_->handleRequest(request, response);
+    }
+
+private:
+    std::unique_ptr<Poco::Net::HTTPRequestHandler> handler_;
+    ConnectionWatchdog::Registration& connection_;
+};
+
 enum class Route { Validate, Mutate, Healthz, Readyz, Metrics };
 
 struct RouteSpec {
@@ -165,6 +188,16 @@ void sendResponse(Poco::Net::HTTPServerResponse& response, Metrics& metrics, int
 
 Poco::Net::HTTPRequestHandler* HandlerFactory::createRequestHandler(
     const Poco::Net::HTTPServerRequest& request) {
+    ConnectionWatchdog::Registration* connection = ConnectionWatchdog::current();
+    if (connection == nullptr) {
+        return route(request);
+    }
+    connection->headersComplete();
+    return new WatchedHandler(std::unique_ptr<Poco::Net::HTTPRequestHandler>(route(request)),
+                              *connection);
+}
+
+Poco::Net::HTTPRequestHandler* HandlerFactory::route(const Poco::Net::HTTPServerRequest& request) {
     const std::string_view path = pathOf(request.getURI());
     for (const RouteSpec& spec : Routes) {
         if (spec.path != path) {

@@ -43,13 +43,21 @@ struct ServerServices {
 /// Returns a handler for every request (never nullptr, which POCO would answer with 501).
 class HandlerFactory final : public Poco::Net::HTTPRequestHandlerFactory {
 public:
-    /// `services` must outlive the HTTPServer that owns this factory.
+    /// `services` must outlive the HttpServer that owns this factory.
     explicit HandlerFactory(const ServerServices& services) : services_(services) {}
 
+    /// Also tells the calling connection's watchdog registration (if any) that the request's
+    /// headers are complete, and that the request is done when the returned handler is deleted.
     Poco::Net::HTTPRequestHandler* createRequestHandler(
         const Poco::Net::HTTPServerRequest& request) override;
 
+    /// What HTTPServer::stopAll() tells its connections after closing the listening socket:
+    /// each finishes its request in flight (or aborts it when `abortCurrent`), then closes.
+    void stopConnections(bool abortCurrent) { serverStopped(this, abortCurrent); }
+
 private:
+    Poco::Net::HTTPRequestHandler* route(const Poco::Net::HTTPServerRequest& request);
+
     const ServerServices& services_;
 };
 

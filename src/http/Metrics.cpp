@@ -55,6 +55,12 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
     reloads_[0] = &reloads.Add({{"result", "success"}});
     reloads_[1] = &reloads.Add({{"result", "failure"}});
 
+    auto& cut = prometheus::BuildCounter()
+                    .Name("twostep_connections_cut_total")
+                    .Help("Connections cut for not sending their request headers in time.")
+                    .Register(*registry_);
+    connectionsCut_ = &cut.Add({});
+
     auto& enrolled = prometheus::BuildGauge()
                          .Name("twostep_enrolled_users")
                          .Help("Enrolled users by state, read from the store at scrape time.")
@@ -102,6 +108,10 @@ void Metrics::countHttpStatus(int status) {
 
 void Metrics::countCertificateReload(ReloadResult result) {
     reloads_[result == ReloadResult::Success ? 0 : 1]->Increment();
+}
+
+void Metrics::countConnectionCut() {
+    connectionsCut_->Increment();
 }
 
 void Metrics::refreshUserGauges(core::Store& store, core::Seconds now) {

@@ -43,6 +43,8 @@ public:
     /// Counts an answer other than 200 (codes outside the known set count as "other").
     void countHttpStatus(int status);
     void countCertificateReload(ReloadResult result);
+    /// Counts a connection the watchdog cut for sending its request headers too slowly.
+    void countConnectionCut();
 
     /// Sets the user gauges from `store`. @throw StoreError when the store fails (the gauges keep
     /// their previous values).
@@ -64,6 +66,7 @@ private:
     std::array<prometheus::Counter*, 2> reloads_{};
     std::array<prometheus::Gauge*, 3> enrolled_{};  ///< pending, active, disabled
     prometheus::Gauge* locked_ = nullptr;
+    prometheus::Counter* connectionsCut_ = nullptr;
 };
 
 /// "validate" or "mutate".

@@ -54,6 +54,7 @@ constexpr std::array Flags{
     FlagSpec{"queue", "N", "connections waiting for a worker before new ones are refused (default 64)"},
     FlagSpec{"idle-timeout", "DURATION", "close keep-alive connections idle this long (default 60s)"},
     FlagSpec{"read-timeout", "DURATION", "limit for each read and for a whole request body (default 10s)"},
+    FlagSpec{"header-timeout", "DURATION", "limit for a connection's TLS handshake and request headers, and for the next request's headers after --idle-timeout (default 10s)"},
     FlagSpec{"cert-reload-interval", "DURATION", "how often to check the certificate files for changes (default 10s)"},
 };
 
@@ -477,6 +478,9 @@ ServerConfig ServerConfig::from(const Poco::Util::AbstractConfiguration& config)
     }
     if (auto v = in.get("read-timeout")) {
         out.readTimeout = durationIn(*v, 100ms, 10min);
+    }
+    if (auto v = in.get("header-timeout")) {
+        out.headerTimeout = durationIn(*v, 100ms, 10min);
     }
     if (auto v = in.get("cert-reload-interval")) {
         out.certReloadInterval = durationIn(*v, 100ms, 24h);

@@ -52,6 +52,7 @@ struct ServerConfig {
     int queue = 64;
     std::chrono::milliseconds idleTimeout{60'000};
     std::chrono::milliseconds readTimeout{10'000};
+    std::chrono::milliseconds headerTimeout{10'000};
     std::chrono::milliseconds certReloadInterval{10'000};
 
     /// Reads `twostep.<flag>` keys (set by the option bindings) and falls back to

@@ -1,7 +1,6 @@
 #include "http/WebhookServer.hpp"
 
 #include <Poco/Exception.h>
-#include <Poco/Net/HTTPServer.h>
 #include <Poco/Net/HTTPServerParams.h>
 #include <Poco/Net/NetSSL.h>
 #include <Poco/Net/SecureServerSocket.h>
@@ -30,7 +29,9 @@
 #include "core/MasterKey.hpp"
 #include "core/Policy.hpp"
 #include "core/Store.hpp"
+#include "http/ConnectionWatchdog.hpp"
 #include "http/HandlerFactory.hpp"
+#include "http/HttpServer.hpp"
 #include "http/Log.hpp"
 #include "http/Metrics.hpp"
 #include "http/TlsContext.hpp"
@@ -74,8 +75,8 @@ Poco::Timespan timespanOf(std::chrono::milliseconds d) {
 }
 
 /// Ends the process if a graceful stop outlasts `limit`: POCO waits for the request each
-/// connection is reading, and a client that trickles header bytes slower than --read-timeout
-/// could hold that wait open indefinitely.
+/// connection is reading; the watchdog bounds request headers by --header-timeout, and this
+/// bounds the whole stop in case that is set longer than the stop may take.
 class StopDeadline {
 public:
     StopDeadline(std::chrono::milliseconds limit, Log& log)
@@ -284,7 +285,16 @@ int WebhookServer::main(const ArgVec& args) {
 
     // POCO holds one worker thread per open connection (keep-alive included) for as long as it
     // stays open: --threads bounds concurrent connections, --queue the accepted ones waiting for
-    // a thread (more are closed), --idle-timeout frees threads held by idle keep-alive clients.
+    // a thread (more are closed), --idle-timeout frees threads held by idle keep-alive clients,
+    // and the watchdog those of clients that send their headers too slowly (--header-timeout;
+    // POCO's --read-timeout only bounds each read). Declared before the pool: it outlives every
+    // connection.
+    ConnectionWatchdog watchdog(
+        config_.headerTimeout, config_.idleTimeout, [&log, &metrics](const std::string& peer) {
+            metrics.countConnectionCut();
+            log.warn("connection cut: no complete request headers within the header timeout",
+                     {{"client", peer}});
+        });
     Poco::Net::HTTPServerParams::Ptr params = new Poco::Net::HTTPServerParams;
     params->setKeepAlive(true);
     params->setMaxKeepAliveRequests(0);  // unlimited, like the API server's own clients expect
@@ -294,7 +304,7 @@ int WebhookServer::main(const ArgVec& args) {
     params->setMaxQueued(config_.queue);
     params->setSoftwareVersion("");  // no Server header
     Poco::ThreadPool pool("twostep-http", 2, config_.threads);
-    Poco::Net::HTTPServer server(new HandlerFactory(services), pool, socket, params);
+    HttpServer server(new HandlerFactory(services), watchdog, pool, socket, params);
     server.start();
     log.info("listening on " + socket.address().toString(),
              {{"address", socket.address().toString()}});

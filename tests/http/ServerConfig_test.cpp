@@ -210,3 +210,18 @@ TEST_CASE("ServerConfig::from: bad values name the flag or variable and the valu
     CHECK_THROWS_WITH(ServerConfig::from(*noKey),
                       "missing --tls-key (or TWOSTEP_TLS_KEY): the webhook serves HTTPS only");
 }
+
+TEST_CASE("ServerConfig::from: --header-timeout", "[config]") {
+    CHECK(ServerConfig::from(*configOf({})).headerTimeout == 10s);
+    CHECK(ServerConfig::from(*configOf({{"twostep.header-timeout", "2s"}})).headerTimeout == 2s);
+    CHECK(ServerConfig::from(*configOf({{"system.env.TWOSTEP_HEADER_TIMEOUT", "500ms"}}))
+              .headerTimeout == 500ms);
+    CHECK(ServerConfig::from(*configOf({{"twostep.header-timeout", "3s"},
+                                        {"system.env.TWOSTEP_HEADER_TIMEOUT", "500ms"}}))
+              .headerTimeout == 3s);
+    CHECK_THROWS_WITH(ServerConfig::from(*configOf({{"twostep.header-timeout", "0"}})),
+                      "invalid --header-timeout '0': must be from 100ms to 600s");
+    CHECK_THROWS_WITH(ServerConfig::from(*configOf({{"system.env.TWOSTEP_HEADER_TIMEOUT", "1d"}})),
+                      "invalid TWOSTEP_HEADER_TIMEOUT '1d': expected a duration like 90s, 15m, "
+                      "1h or a number of seconds");
+}

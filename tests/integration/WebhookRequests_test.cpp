@@ -9,6 +9,7 @@
 #include <Poco/Net/StreamSocket.h>
 
 #include <chrono>
+#include <string_view>
 #include <thread>
 
 #include "integration/WebhookHarness.hpp"
@@ -20,15 +21,16 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// Reads until the peer closes the connection or `limit` passes; returns what arrived and
-/// whether the peer closed (EOF or reset) within the limit.
+/// Reads until the peer closes the connection, `limit` passes or (when given) `until` arrived;
+/// returns what arrived and whether the peer closed (EOF or reset) within the limit.
 struct Drained {
     std::string data;
     bool closed = false;
     Clock::duration after{};
 };
 
-Drained drain(Poco::Net::StreamSocket& socket, Clock::duration limit) {
+Drained drain(Poco::Net::StreamSocket& socket, Clock::duration limit,
+             std::string_view until = {}) {
     Drained result;
     const auto start = Clock::now();
     socket.setReceiveTimeout(Poco::Timespan(0, 200'000));
@@ -41,6 +43,9 @@ Drained drain(Poco::Net::StreamSocket& socket, Clock::duration limit) {
                 break;
             }
             result.data.append(buffer, static_cast<std::size_t>(got));
+            if (!until.empty() && result.data.find(until) != std::string::npos) {
+                break;
+            }
         } catch (const Poco::TimeoutException&) {
             continue;
         } catch (const Poco::Exception&) {
@@ -221,4 +226,64 @@ TEST_CASE("slow and idle clients are cut off by --read-timeout while others are 
     others.join();
     CHECK(webhook.get("/healthz").status == 200);
     CHECK(webhook.server().output().find("\"decision\"") == std::string::npos);
+}
+
+TEST_CASE("a client trickling its headers is cut after --header-timeout, an idle keep-alive "
+          "connection only after --idle-timeout",
+          "[integration][requests]") {
+    Webhook webhook;
+    webhook.start({"--read-timeout=1s", "--header-timeout=2s", "--idle-timeout=5s",
+                   "--threads=4"});
+    const Poco::Net::SocketAddress address("127.0.0.1", webhook.port());
+
+    // A keep-alive client: one request, answered, then the connection stays open and idle.
+    Poco::Net::SecureStreamSocket keepAlive(address, webhook.clientContext());
+    const std::string get = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    keepAlive.sendBytes(get.data(), static_cast<int>(get.size()));
+    const Drained first = drain(keepAlive, 5s, "\r\n\r\nok\n");
+    REQUIRE_THAT(first.data, Catch::StartsWith("HTTP/1.1 200"));
+    REQUIRE_FALSE(first.closed);
+
+    // A client that sends one header byte every 300 ms: never idle for a read timeout, never done.
+    std::thread others([&] {
+        std::this_thread::sleep_for(500ms);
+        for (int i = 0; i < 5; ++i) {  // served on other connections meanwhile
+            CHECK(webhook.get("/healthz").status == 200);
+            std::this_thread::sleep_for(200ms);
+        }
+    });
+    const auto start = Clock::now();
+    Poco::Net::SecureStreamSocket trickle(address, webhook.clientContext());
+    const std::string head = "POST /validate HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
+    trickle.sendBytes(head.data(), static_cast<int>(head.size()));
+    bool cut = false;
+    while (!cut && Clock::now() - start < 8s) {
+        try {
+            trickle.sendBytes("a", 1);
+            cut = drain(trickle, 300ms).closed;
+        } catch (const Poco::Exception&) {
+            cut = true;  // the write failed: the server shut the connection down
+        }
+    }
+    const auto trickled = Clock::now() - start;
+    others.join();
+    CHECK(cut);
+    CHECK(trickled > 1500ms);
+    CHECK(trickled < 4s);
+    CHECK(webhook.server().waitForOutput("connection cut: no complete request headers", 5s));
+    CHECK_THAT(webhook.server().output(), Catch::Contains("\"client\":\"127.0.0.1:"));
+
+    // The keep-alive connection, idle for longer than the header timeout, is still served...
+    const Drained idle = drain(keepAlive, 500ms);
+    REQUIRE_FALSE(idle.closed);
+    keepAlive.sendBytes(get.data(), static_cast<int>(get.size()));
+    const Drained second = drain(keepAlive, 5s, "\r\n\r\nok\n");
+    CHECK_THAT(second.data, Catch::StartsWith("HTTP/1.1 200"));
+    REQUIRE_FALSE(second.closed);
+    // ...and closed by POCO after --idle-timeout, not by the watchdog before.
+    const Drained end = drain(keepAlive, 9s);
+    CHECK(end.closed);
+    CHECK(end.after > 4500ms);
+    CHECK(end.after < 7s);
+    CHECK(webhook.metric("twostep_connections_cut_total") == 1);
 }
