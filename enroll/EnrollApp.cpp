@@ -166,7 +166,8 @@ const Command* findCommand(std::string_view name) {
 std::string optionLine(const OptionSpec& option) {
     std::string left = "  --" + std::string(option.name);
     if (option.takesValue) {
-        left += " " + std::string(option.valueName);
+        // Appended piecewise: GCC 12 at -O3 warns falsely (-Wrestrict) on " " + std::string.
+        left.append(" ").append(option.valueName);
     }
     if (left.size() < 28) {
         left.append(28 - left.size(), ' ');
@@ -198,7 +199,7 @@ void printToolHelp(std::ostream& out) {
 std::string usageLine(const Command& command) {
     std::string line = "usage: twostep-enroll " + std::string(command.name);
     if (!command.arguments.empty()) {
-        line += " " + std::string(command.arguments);
+        line.append(" ").append(command.arguments);
     }
     if (!command.options.empty()) {
         line += " [OPTIONS]";
