@@ -66,18 +66,17 @@ std::vector<std::unique_ptr<Store>> openStores(const StoreBackend& backend, int 
     return stores;
 }
 
-/// Runs `attempt(store, round) -> bool` on 16 threads for `rounds` rounds, the threads spread over
-/// `stores`. Every round starts on all threads together (a barrier), so the calls really race.
-/// Requires that nothing threw and that exactly one call won each round.
+/// Runs `attempt(store, round) -> bool` on `threads` threads for `rounds` rounds, the threads
+/// spread over `stores`. Every round starts on all threads together (a barrier), so the calls
+/// really race. Requires that nothing threw; returns how many calls returned true in each round.
 template <typename Attempt>
-void requireOneWinnerPerRound(const std::vector<std::unique_ptr<Store>>& stores, int rounds,
-                              Attempt attempt) {
-    constexpr int Threads = 16;
-    std::barrier sync(Threads);
+std::vector<int> raceRounds(const std::vector<std::unique_ptr<Store>>& stores, int threads,
+                            int rounds, Attempt attempt) {
+    std::barrier sync(threads);
     std::vector<std::atomic<int>> winners(static_cast<std::size_t>(rounds));
-    std::vector<std::string> errors(Threads);
+    std::vector<std::string> errors(static_cast<std::size_t>(threads));
     std::vector<std::thread> workers;
-    for (int t = 0; t < Threads; ++t) {
+    for (int t = 0; t < threads; ++t) {
         workers.emplace_back([&, t] {
             Store& store = *stores[static_cast<std::size_t>(t) % stores.size()];
             for (int round = 0; round < rounds; ++round) {
@@ -98,6 +97,14 @@ void requireOneWinnerPerRound(const std::vector<std::unique_ptr<Store>>& stores,
     for (const std::string& error : errors) {
         REQUIRE(error.empty());
     }
+    return {winners.begin(), winners.end()};
+}
+
+/// raceRounds on 16 threads; requires that exactly one call won each round.
+template <typename Attempt>
+void requireOneWinnerPerRound(const std::vector<std::unique_ptr<Store>>& stores, int rounds,
+                              Attempt attempt) {
+    const std::vector<int> winners = raceRounds(stores, 16, rounds, attempt);
     for (int round = 0; round < rounds; ++round) {
         CAPTURE(round);
         REQUIRE(winners[static_cast<std::size_t>(round)] == 1);
@@ -779,33 +786,12 @@ STORE_TEST("concurrent failures are all counted and start one lockout", "[store]
     const auto stores = openStores(backend, 2);
     REQUIRE(stores.front()->addUser(newUser("alice"), T0, false));
     const LockoutPolicy policy{16, 60, 3600};
-    std::atomic<int> lockouts{0};
     // 16 threads, one failure each per round: the 16th failure of the streak starts the lock.
     // Each round comes after the previous round's lock has ended.
     constexpr int Rounds = 5;
-    std::barrier sync(16);
-    std::vector<std::thread> workers;
-    std::atomic<int> errors{0};
-    for (int t = 0; t < 16; ++t) {
-        workers.emplace_back([&, t] {
-            Store& store = *stores[static_cast<std::size_t>(t % 2)];
-            for (int round = 0; round < Rounds; ++round) {
-                sync.arrive_and_wait();
-                try {
-                    if (store.recordFailure("alice", policy, T0 + round * 3600).lockedUntil) {
-                        ++lockouts;
-                    }
-                } catch (const std::exception&) {
-                    ++errors;
-                }
-            }
-        });
-    }
-    for (std::thread& worker : workers) {
-        worker.join();
-    }
-    CHECK(errors == 0);
-    CHECK(lockouts == Rounds);
+    requireOneWinnerPerRound(stores, Rounds, [&](Store& store, int round) {
+        return store.recordFailure("alice", policy, T0 + round * 3600).lockedUntil.has_value();
+    });
     const auto alice = stores.back()->findUser("alice");
     CHECK(alice->lockouts == Rounds);
     CHECK(alice->failures == 0);
@@ -818,34 +804,15 @@ STORE_TEST("of many failures at once, only the policy's number are counted",
     const auto stores = openStores(backend, 2);
     REQUIRE(stores.front()->addUser(newUser("alice"), T0, false));
     const LockoutPolicy policy{5, 60, 3600};
-    constexpr int Threads = 32;
-    std::barrier sync(Threads);
-    std::atomic<int> counted{0};
     std::atomic<int> locksStarted{0};
-    std::atomic<int> errors{0};
-    std::vector<std::thread> workers;
-    for (int t = 0; t < Threads; ++t) {
-        workers.emplace_back([&, t] {
-            Store& store = *stores[static_cast<std::size_t>(t % 2)];
-            sync.arrive_and_wait();
-            try {
-                const FailureOutcome attempt = store.recordFailure("alice", policy, T0);
-                if (!attempt.refused) {
-                    ++counted;
-                    if (attempt.lockedUntil) {
-                        ++locksStarted;
-                    }
-                }
-            } catch (const std::exception&) {
-                ++errors;
-            }
-        });
-    }
-    for (std::thread& worker : workers) {
-        worker.join();
-    }
-    CHECK(errors == 0);
-    CHECK(counted == policy.maxFailures);
+    const std::vector<int> counted = raceRounds(stores, 32, 1, [&](Store& store, int) {
+        const FailureOutcome outcome = store.recordFailure("alice", policy, T0);
+        if (!outcome.refused && outcome.lockedUntil) {
+            ++locksStarted;
+        }
+        return !outcome.refused;
+    });
+    CHECK(counted.front() == policy.maxFailures);
     CHECK(locksStarted == 1);
     CHECK(stores.back()->findUser("alice")->lockouts == 1);
 }
