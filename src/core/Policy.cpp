@@ -106,14 +106,12 @@ Scope scopeOf(const ReviewRequest& request, const PolicyConfig& config) {
                    : Scope::NotProtected;
     }
     if (request.group.empty() && request.resource == "namespaces" && request.subResource.empty()) {
-        // The enforcement label is itself protected: removing it, or deleting a namespace that
-        // has it, would switch enforcement off for everything inside.
+        // An enforced namespace is itself a protected object: removing its label, weakening its
+        // Pod Security labels or changing its annotations would loosen what protects everything
+        // inside. Turning enforcement on stays free: before that change the namespace was no
+        // more protected than any other, so only the state before the change decides.
         const bool wasEnforced = request.enforceLabelOld == config.enforceValue;
-        const bool isEnforced = request.enforceLabelNew == config.enforceValue;
-        if (request.operation == "UPDATE") {
-            return wasEnforced && !isEnforced ? Scope::Protected : Scope::NotProtected;
-        }
-        if (request.operation == "DELETE") {
+        if (request.operation == "UPDATE" || request.operation == "DELETE") {
             return wasEnforced ? Scope::Protected : Scope::NotProtected;
         }
         return Scope::NotProtected;
