@@ -227,10 +227,15 @@ expect_contains "no --for asks for no duration" "$(cat "$FAKE_LOG/1.stdin")" 'pa
 
 reset_log
 FAKE_NO_WARNING=1 run unlock --for 90s --code 123456 </dev/null
-expect_eq "unlock without the webhook's warning still exits 0" "$rc" 0
-expect_contains "it prints an estimate" "$out" "unlocked: grant open until about "
-expect_contains "for the asked duration" "$out" "(90s, or less if the webhook caps it)"
-expect_contains "and warns that twostep did not confirm" "$err" "the webhook did not confirm the grant"
+expect_eq "unlock without the webhook's warning exits 1" "$rc" 1
+expect_eq "it claims no grant" "$out" ""
+expect_contains "and says twostep did not confirm" "$err" \
+    "unlock not confirmed: twostep did not answer the review, so no grant is open"
+
+reset_log
+FAKE_NO_WARNING=1 run delete deploy web --code 123456 </dev/null
+expect_eq "delete after an unconfirmed unlock exits 1" "$rc" 1
+expect_eq "and deletes nothing" "$(calls)" 1
 
 reset_log
 FAKE_DENY=1 run unlock --code 123456 </dev/null
