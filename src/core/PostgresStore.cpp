@@ -381,7 +381,7 @@ pqxx::binarystring bytes(std::string_view value) {
 constexpr const char* SelectUsers =
     "SELECT username, sealed_secret, issuer, algorithm, digits, period, state, last_step, "
     "failures, lockouts, locked_until, grant_until, created_at, updated_at, "
-    "(SELECT COUNT(*) FROM recovery_codes AS r WHERE r.username = users.username) "
+    "(SELECT COUNT(*) FROM recovery_codes AS r WHERE r.username = users.username), drift_steps "
     "FROM users";
 
 User readUser(const pqxx::row& row) {
@@ -401,7 +401,40 @@ User readUser(const pqxx::row& row) {
     user.createdAt = row[12].as<std::int64_t>();
     user.updatedAt = row[13].as<std::int64_t>();
     user.recoveryCodesLeft = row[14].as<int>();
+    user.driftSteps = row[15].as<int>();
     return user;
+}
+
+constexpr const char* SelectInvitations =
+    "SELECT username, invited_by, created_at, expires_at FROM invitations";
+
+Invitation readInvitation(const pqxx::row& row) {
+    return Invitation{row[0].as<std::string>(), row[1].as<std::string>(),
+                      row[2].as<std::int64_t>(), row[3].as<std::int64_t>()};
+}
+
+PendingEnrollment readPendingEnrollment(const pqxx::row& row) {
+    PendingEnrollment pending;
+    pending.username = row[0].as<std::string>();
+    pending.sealedSecret = pqxx::binarystring(row[1]).str();
+    pending.issuer = row[2].as<std::string>();
+    pending.params.algorithm = rows::storedAlgorithm(pending.username, row[3].as<std::string>());
+    pending.params.digits = row[4].as<int>();
+    pending.params.period = row[5].as<int>();
+    pending.invited = row[6].as<bool>();
+    pending.failures = row[7].as<int>();
+    pending.lockouts = row[8].as<int>();
+    pending.lockedUntil = optionalInt64(row[9]);
+    pending.createdAt = row[10].as<std::int64_t>();
+    pending.expiresAt = row[11].as<std::int64_t>();
+    return pending;
+}
+
+/// Drops invitations and pending enrolments that have ended: they grant nothing any more.
+/// Locks invitations before pending enrolments, as every transaction touching both does.
+void purgeExpiredEnrollments(pqxx::transaction_base& tx, Seconds now) {
+    tx.exec_params0("DELETE FROM invitations WHERE expires_at <= $1", now);
+    tx.exec_params0("DELETE FROM pending_enrollments WHERE expires_at <= $1", now);
 }
 
 /// Inserts a fresh user unless the username exists; true when inserted.
@@ -614,7 +647,7 @@ bool PostgresStore::resetSecret(std::string_view username, std::string_view seal
         const pqxx::result updated = tx.exec_params(
             "UPDATE users SET sealed_secret = $3, state = 'pending', last_step = NULL, "
             "failures = 0, lockouts = 0, locked_until = NULL, grant_until = NULL, "
-            "updated_at = $2 WHERE username = $1",
+            "drift_steps = 0, updated_at = $2 WHERE username = $1",
             text(username), now, bytes(sealedSecret));
         if (updated.affected_rows() != 1) {
             return false;
@@ -627,17 +660,19 @@ bool PostgresStore::resetSecret(std::string_view username, std::string_view seal
 }
 
 bool PostgresStore::acceptStep(std::string_view username, std::int64_t step,
-                               UserState requiredState, Seconds now) {
+                               UserState requiredState, Seconds now,
+                               std::optional<int> driftSteps) {
     // The replay compare-and-set in one statement. A concurrent caller (thread, process or
     // replica) with the same step waits for this row lock and then re-checks the WHERE clause
     // against the committed row (READ COMMITTED), so exactly one changes the row.
     return updateUserRow("accept a time step for user",
                          "UPDATE users SET last_step = $3, failures = 0, lockouts = 0, "
-                         "locked_until = NULL, updated_at = $2 "
+                         "locked_until = NULL, drift_steps = COALESCE($5::integer, drift_steps), "
+                         "updated_at = $2 "
                          "WHERE username = $1 AND state = $4 "
                          "AND (last_step IS NULL OR last_step < $3) "
                          "AND (locked_until IS NULL OR locked_until <= $2)",
-                         username, now, step, text(requiredState));
+                         username, now, step, text(requiredState), driftSteps);
 }
 
 bool PostgresStore::confirmWithStep(std::string_view username, std::int64_t step, Seconds now) {
@@ -783,6 +818,217 @@ bool PostgresStore::consumeRecoveryCode(std::string_view username, std::string_v
         });
 }
 
+// Every transaction that touches several of these tables locks rows in one order: invitations,
+// pending_enrollments, users, recovery_codes; so two of them never wait for each other.
+
+void PostgresStore::putInvitation(const Invitation& invitation, Seconds now) {
+    withConnection("invite user", invitation.username, [&](pqxx::connection& connection) {
+        pqxx::work tx(connection);
+        purgeExpiredEnrollments(tx, now);
+        tx.exec_params0(
+            "INSERT INTO invitations (username, invited_by, created_at, expires_at) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT (username) DO UPDATE SET "
+            "invited_by = excluded.invited_by, created_at = excluded.created_at, "
+            "expires_at = excluded.expires_at",
+            text(invitation.username), text(invitation.invitedBy), invitation.createdAt,
+            invitation.expiresAt);
+        // A new invitation starts the enrolment over: a secret begun under the old one goes.
+        tx.exec_params0("DELETE FROM pending_enrollments WHERE username = $1 AND invited",
+                        text(invitation.username));
+        tx.commit();
+    });
+}
+
+std::optional<Invitation> PostgresStore::findInvitation(std::string_view username) {
+    if (hasNul(username)) {
+        return std::nullopt;  // no stored name holds a NUL byte (see text())
+    }
+    return withConnection(
+        "read the invitation of user", username,
+        [&](pqxx::connection& connection) -> std::optional<Invitation> {
+            pqxx::nontransaction tx(connection);
+            const pqxx::result rows = tx.exec_params(
+                std::string(SelectInvitations) + " WHERE username = $1", text(username));
+            if (rows.empty()) {
+                return std::nullopt;
+            }
+            return readInvitation(rows[0]);
+        });
+}
+
+std::vector<Invitation> PostgresStore::listInvitations() {
+    return withConnection("list invitations", {}, [&](pqxx::connection& connection) {
+        pqxx::nontransaction tx(connection);
+        std::vector<Invitation> invitations;
+        for (const pqxx::row& row :
+             tx.exec(std::string(SelectInvitations) + " ORDER BY username")) {
+            invitations.push_back(readInvitation(row));
+        }
+        return invitations;
+    });
+}
+
+bool PostgresStore::removeInvitation(std::string_view username) {
+    if (hasNul(username)) {
+        return false;  // no stored name holds a NUL byte (see text())
+    }
+    return withConnection(
+        "remove the invitation of user", username, [&](pqxx::connection& connection) {
+            pqxx::work tx(connection);
+            const bool removed =
+                tx.exec_params("DELETE FROM invitations WHERE username = $1", text(username))
+                    .affected_rows() == 1;
+            tx.exec_params0("DELETE FROM pending_enrollments WHERE username = $1 AND invited",
+                            text(username));
+            tx.commit();
+            return removed;
+        });
+}
+
+bool PostgresStore::beginEnrollment(const PendingEnrollment& pending, Seconds now) {
+    return withConnection(
+        "begin the enrolment of user", pending.username, [&](pqxx::connection& connection) {
+            pqxx::work tx(connection);
+            purgeExpiredEnrollments(tx, now);
+            // An invited enrolment ends with its invitation: the row is locked (FOR UPDATE), so
+            // an uninvite waits until this enrolment is stored, and then discards it.
+            std::optional<Seconds> expiresAt = pending.expiresAt;
+            if (pending.invited) {
+                const pqxx::result invitation = tx.exec_params(
+                    "SELECT expires_at FROM invitations WHERE username = $1 AND expires_at > $2 "
+                    "FOR UPDATE",
+                    text(pending.username), now);
+                expiresAt = invitation.empty()
+                                ? std::nullopt
+                                : std::optional(invitation[0][0].as<std::int64_t>());
+            }
+            if (!expiresAt) {
+                return false;
+            }
+            // A second begin replaces the secret; the failure counters stay, so beginning again
+            // does not wipe out a lockout.
+            tx.exec_params0(
+                "INSERT INTO pending_enrollments (username, sealed_secret, issuer, algorithm, "
+                "digits, period, invited, created_at, expires_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (username) DO UPDATE SET "
+                "sealed_secret = excluded.sealed_secret, issuer = excluded.issuer, "
+                "algorithm = excluded.algorithm, digits = excluded.digits, "
+                "period = excluded.period, invited = excluded.invited, "
+                "created_at = excluded.created_at, expires_at = excluded.expires_at",
+                text(pending.username), bytes(pending.sealedSecret), text(pending.issuer),
+                std::string(toString(pending.params.algorithm)), pending.params.digits,
+                pending.params.period, pending.invited, now, *expiresAt);
+            tx.commit();
+            return true;
+        });
+}
+
+std::optional<PendingEnrollment> PostgresStore::findPendingEnrollment(std::string_view username) {
+    if (hasNul(username)) {
+        return std::nullopt;  // no stored name holds a NUL byte (see text())
+    }
+    return withConnection(
+        "read the pending enrolment of user", username,
+        [&](pqxx::connection& connection) -> std::optional<PendingEnrollment> {
+            pqxx::nontransaction tx(connection);
+            const pqxx::result rows = tx.exec_params(
+                "SELECT username, sealed_secret, issuer, algorithm, digits, period, invited, "
+                "failures, lockouts, locked_until, created_at, expires_at "
+                "FROM pending_enrollments WHERE username = $1",
+                text(username));
+            if (rows.empty()) {
+                return std::nullopt;
+            }
+            return readPendingEnrollment(rows[0]);
+        });
+}
+
+FailureOutcome PostgresStore::recordEnrollmentFailure(std::string_view username,
+                                                      const LockoutPolicy& policy, Seconds now) {
+    if (hasNul(username)) {
+        return rows::unknownUserFailure();  // no stored name holds a NUL byte (see text())
+    }
+    return withConnection(
+        "record an enrolment failure for user", username, [&](pqxx::connection& connection) {
+            pqxx::work tx(connection);
+            const pqxx::result read = tx.exec_params(
+                "SELECT failures, lockouts, locked_until FROM pending_enrollments "
+                "WHERE username = $1 FOR UPDATE",
+                text(username));
+            if (read.empty()) {
+                return rows::unknownUserFailure();
+            }
+            const auto [outcome, lockouts] =
+                rows::countFailure(policy, read[0][0].as<int>(), read[0][1].as<int>(),
+                                   optionalInt64(read[0][2]), now);
+            if (outcome.refused) {
+                return outcome;
+            }
+            const std::string lockedUntil =
+                outcome.lockedUntil ? std::to_string(*outcome.lockedUntil) : std::string();
+            tx.exec_params0(
+                "UPDATE pending_enrollments SET failures = $2, lockouts = $3, "
+                "locked_until = COALESCE($4::bigint, locked_until) WHERE username = $1",
+                text(username), outcome.failures, lockouts,
+                outcome.lockedUntil ? lockedUntil.c_str() : nullptr);
+            tx.commit();
+            return outcome;
+        });
+}
+
+bool PostgresStore::completeEnrollment(const PendingEnrollment& pending, std::int64_t step,
+                                       int driftSteps,
+                                       const std::vector<std::string>& recoveryHashes,
+                                       Seconds now) {
+    if (hasNul(pending.username)) {
+        return false;  // no stored name holds a NUL byte (see text())
+    }
+    return withConnection(
+        "complete the enrolment of user", pending.username, [&](pqxx::connection& connection) {
+            pqxx::work tx(connection);
+            const std::string username = text(pending.username);
+            tx.exec_params("SELECT 1 FROM invitations WHERE username = $1 FOR UPDATE", username);
+            // The secret the code was checked against must still be the pending one: a begin
+            // in between replaced it, an uninvite or the end of the invitation removed it.
+            const pqxx::result claimed = tx.exec_params(
+                "DELETE FROM pending_enrollments WHERE username = $1 AND sealed_secret = $2 "
+                "AND expires_at > $3 AND (locked_until IS NULL OR locked_until <= $3)",
+                username, bytes(pending.sealedSecret), now);
+            if (claimed.affected_rows() != 1) {
+                return false;
+            }
+            // A new user is inserted; an enrolled one gets the new secret and starts over, unless
+            // disabled or locked out meanwhile (the transaction then rolls back).
+            const pqxx::result stored = tx.exec_params(
+                "INSERT INTO users (username, sealed_secret, issuer, algorithm, digits, period, "
+                "state, last_step, drift_steps, created_at, updated_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $9) "
+                "ON CONFLICT (username) DO UPDATE SET sealed_secret = excluded.sealed_secret, "
+                "issuer = excluded.issuer, algorithm = excluded.algorithm, "
+                "digits = excluded.digits, period = excluded.period, state = 'active', "
+                "last_step = excluded.last_step, drift_steps = excluded.drift_steps, "
+                "failures = 0, lockouts = 0, locked_until = NULL, grant_until = NULL, "
+                "updated_at = excluded.updated_at "
+                "WHERE users.state <> 'disabled' "
+                "AND (users.locked_until IS NULL OR users.locked_until <= $9)",
+                username, bytes(pending.sealedSecret), text(pending.issuer),
+                std::string(toString(pending.params.algorithm)), pending.params.digits,
+                pending.params.period, step, driftSteps, now);
+            if (stored.affected_rows() != 1) {
+                return false;
+            }
+            tx.exec_params0("DELETE FROM recovery_codes WHERE username = $1", username);
+            for (const std::string& hash : recoveryHashes) {
+                tx.exec_params0(
+                    "INSERT INTO recovery_codes (username, hash, created_at) VALUES ($1, $2, $3)",
+                    username, text(hash), now);
+            }
+            tx.exec_params0("DELETE FROM invitations WHERE username = $1", username);
+            tx.commit();
+            return true;
+        });
+}
+
 void PostgresStore::appendAudit(const AuditEvent& event) {
     withConnection("append to the audit log", {}, [&](pqxx::connection& connection) {
         pqxx::nontransaction tx(connection);
@@ -855,17 +1101,23 @@ void PostgresStore::resealAll(
     withConnection("reseal the secrets", {}, [&](pqxx::connection& connection) {
         // One transaction: when `reseal` throws (a secret that does not open), it rolls back and
         // every row keeps the secret sealed under the old key. FOR UPDATE keeps other writers
-        // (another replica enrolling or resetting) from changing a secret underneath.
+        // (another replica enrolling or resetting) from changing a secret underneath; pending
+        // enrolments are locked before users, the order every transaction keeps.
         pqxx::work tx(connection);
-        std::vector<std::pair<std::string, std::string>> sealed;
-        for (const pqxx::row& row :
-             tx.exec("SELECT username, sealed_secret FROM users ORDER BY username FOR UPDATE")) {
-            sealed.emplace_back(row[0].as<std::string>(), pqxx::binarystring(row[1]).str());
-        }
-        for (const auto& [username, secret] : sealed) {
-            tx.exec_params0("UPDATE users SET sealed_secret = $1 WHERE username = $2",
-                            bytes(reseal(username, secret)), username);
-        }
+        const auto resealTable = [&](const std::string& table) {
+            std::vector<std::pair<std::string, std::string>> sealed;
+            for (const pqxx::row& row : tx.exec("SELECT username, sealed_secret FROM " + table +
+                                                " ORDER BY username FOR UPDATE")) {
+                sealed.emplace_back(row[0].as<std::string>(), pqxx::binarystring(row[1]).str());
+            }
+            for (const auto& [username, secret] : sealed) {
+                tx.exec_params0("UPDATE " + table + " SET sealed_secret = $1 WHERE username = $2",
+                                bytes(reseal(username, secret)), username);
+            }
+        };
+        // Secrets waiting for their first code too: the new key must open them once confirmed.
+        resealTable("pending_enrollments");
+        resealTable("users");
         tx.exec_params0(
             "INSERT INTO meta (key, value) VALUES ($1, $2) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -255,7 +255,7 @@ std::optional<std::int64_t> optionalInt64(const SQLite::Column& column) {
 constexpr const char* SelectUsers =
     "SELECT username, sealed_secret, issuer, algorithm, digits, period, state, last_step, "
     "failures, lockouts, locked_until, grant_until, created_at, updated_at, "
-    "(SELECT COUNT(*) FROM recovery_codes AS r WHERE r.username = users.username) "
+    "(SELECT COUNT(*) FROM recovery_codes AS r WHERE r.username = users.username), drift_steps "
     "FROM users";
 
 User readUser(const SQLite::Statement& row) {
@@ -275,7 +275,55 @@ User readUser(const SQLite::Statement& row) {
     user.createdAt = row.getColumn(12).getInt64();
     user.updatedAt = row.getColumn(13).getInt64();
     user.recoveryCodesLeft = row.getColumn(14).getInt();
+    user.driftSteps = row.getColumn(15).getInt();
     return user;
+}
+
+constexpr const char* SelectInvitations =
+    "SELECT username, invited_by, created_at, expires_at FROM invitations";
+
+Invitation readInvitation(const SQLite::Statement& row) {
+    return Invitation{row.getColumn(0).getString(), row.getColumn(1).getString(),
+                      row.getColumn(2).getInt64(), row.getColumn(3).getInt64()};
+}
+
+PendingEnrollment readPendingEnrollment(const SQLite::Statement& row) {
+    PendingEnrollment pending;
+    pending.username = row.getColumn(0).getString();
+    pending.sealedSecret = row.getColumn(1).getString();
+    pending.issuer = row.getColumn(2).getString();
+    pending.params.algorithm =
+        rows::storedAlgorithm(pending.username, row.getColumn(3).getString());
+    pending.params.digits = row.getColumn(4).getInt();
+    pending.params.period = row.getColumn(5).getInt();
+    pending.invited = row.getColumn(6).getInt() != 0;
+    pending.failures = row.getColumn(7).getInt();
+    pending.lockouts = row.getColumn(8).getInt();
+    pending.lockedUntil = optionalInt64(row.getColumn(9));
+    pending.createdAt = row.getColumn(10).getInt64();
+    pending.expiresAt = row.getColumn(11).getInt64();
+    return pending;
+}
+
+/// Binds ?1..?6 to the pending secret's username, sealed secret, issuer, algorithm, digits and
+/// period: the columns pending_enrollments and users share.
+void bindSecretColumns(SQLite::Statement& statement, const PendingEnrollment& pending) {
+    bindText(statement, 1, pending.username);
+    bindBlob(statement, 2, pending.sealedSecret);
+    bindText(statement, 3, pending.issuer);
+    bindText(statement, 4, toString(pending.params.algorithm));
+    statement.bind(5, pending.params.digits);
+    statement.bind(6, pending.params.period);
+}
+
+/// Drops invitations and pending enrolments that have ended: they grant nothing any more.
+void purgeExpiredEnrollments(SQLite::Database& db, Seconds now) {
+    ReusedStatement invitations(db, "DELETE FROM invitations WHERE expires_at <= ?");
+    invitations->bind(1, now);
+    invitations->exec();
+    ReusedStatement pending(db, "DELETE FROM pending_enrollments WHERE expires_at <= ?");
+    pending->bind(1, now);
+    pending->exec();
 }
 
 /// Inserts a fresh user unless the username exists; true when inserted.
@@ -297,6 +345,21 @@ bool insertUser(SQLite::Database& db, const NewUser& user, Seconds now) {
     return insert.exec() == 1;
 }
 
+/// Binds a value, or NULL for an empty optional.
+template <typename T>
+void bindValue(SQLite::Statement& statement, int index, const T& value) {
+    statement.bind(index, value);
+}
+
+template <typename T>
+void bindValue(SQLite::Statement& statement, int index, const std::optional<T>& value) {
+    if (value) {
+        statement.bind(index, *value);
+    } else {
+        statement.bind(index);
+    }
+}
+
 /// Runs a one-statement update bound as (username, now, extra...); true when a row matched.
 template <typename... Extra>
 bool updateUser(SQLite::Database& db, const char* sql, std::string_view username, Seconds now,
@@ -305,7 +368,7 @@ bool updateUser(SQLite::Database& db, const char* sql, std::string_view username
     bindText(*update, 1, username);
     update->bind(2, now);
     int index = 3;
-    (update->bind(index++, extra), ...);
+    (bindValue(*update, index++, extra), ...);
     return update->exec() == 1;
 }
 
@@ -482,9 +545,8 @@ bool SqliteStore::resetSecret(std::string_view username, std::string_view sealed
             SQLite::Statement update(
                 db,
                 "UPDATE users SET sealed_secret = ?3, state = 'pending', last_step = NULL, "
-                "failures = 0, lockouts = 0, locked_until = NULL, grant_until = NULL, updated_at = "
-                "?2 "
-                "WHERE username = ?1");
+                "failures = 0, lockouts = 0, locked_until = NULL, grant_until = NULL, "
+                "drift_steps = 0, updated_at = ?2 WHERE username = ?1");
             bindText(update, 1, username);
             update.bind(2, now);
             bindBlob(update, 3, sealedSecret);
@@ -501,7 +563,7 @@ bool SqliteStore::resetSecret(std::string_view username, std::string_view sealed
 }
 
 bool SqliteStore::acceptStep(std::string_view username, std::int64_t step, UserState requiredState,
-                             Seconds now) {
+                             Seconds now, std::optional<int> driftSteps) {
     return withConnection(
         Access::Write, "accept a time step for user", username, [&](SQLite::Database& db) {
             // The replay compare-and-set in one statement: SQLite runs it under the write lock, so
@@ -509,11 +571,13 @@ bool SqliteStore::acceptStep(std::string_view username, std::int64_t step, UserS
             // the row.
             return updateUser(db,
                               "UPDATE users SET last_step = ?3, failures = 0, lockouts = 0, "
-                              "locked_until = NULL, updated_at = ?2 "
+                              "locked_until = NULL, drift_steps = COALESCE(?5, drift_steps), "
+                              "updated_at = ?2 "
                               "WHERE username = ?1 AND state = ?4 "
                               "AND (last_step IS NULL OR last_step < ?3) "
                               "AND (locked_until IS NULL OR locked_until <= ?2)",
-                              username, now, step, std::string(toString(requiredState)));
+                              username, now, step, std::string(toString(requiredState)),
+                              driftSteps);
         });
 }
 
@@ -663,6 +727,227 @@ bool SqliteStore::consumeRecoveryCode(std::string_view username, std::string_vie
         });
 }
 
+void SqliteStore::putInvitation(const Invitation& invitation, Seconds now) {
+    withConnection(Access::Write, "invite user", invitation.username, [&](SQLite::Database& db) {
+        SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
+        purgeExpiredEnrollments(db, now);
+        SQLite::Statement upsert(
+            db,
+            "INSERT INTO invitations (username, invited_by, created_at, expires_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (username) DO UPDATE SET "
+            "invited_by = excluded.invited_by, created_at = excluded.created_at, "
+            "expires_at = excluded.expires_at");
+        bindText(upsert, 1, invitation.username);
+        bindText(upsert, 2, invitation.invitedBy);
+        upsert.bind(3, invitation.createdAt);
+        upsert.bind(4, invitation.expiresAt);
+        upsert.exec();
+        // A new invitation starts the enrolment over: a secret begun under the old one goes.
+        SQLite::Statement discard(db,
+                                  "DELETE FROM pending_enrollments WHERE username = ? AND invited");
+        bindText(discard, 1, invitation.username);
+        discard.exec();
+        transaction.commit();
+    });
+}
+
+std::optional<Invitation> SqliteStore::findInvitation(std::string_view username) {
+    return withConnection(Access::Read, "read the invitation of user", username,
+                          [&](SQLite::Database& db) -> std::optional<Invitation> {
+                              SQLite::Statement query(
+                                  db, std::string(SelectInvitations) + " WHERE username = ?");
+                              bindText(query, 1, username);
+                              if (!query.executeStep()) {
+                                  return std::nullopt;
+                              }
+                              return readInvitation(query);
+                          });
+}
+
+std::vector<Invitation> SqliteStore::listInvitations() {
+    return withConnection(Access::Read, "list invitations", {}, [&](SQLite::Database& db) {
+        SQLite::Statement query(db, std::string(SelectInvitations) + " ORDER BY username");
+        std::vector<Invitation> invitations;
+        while (query.executeStep()) {
+            invitations.push_back(readInvitation(query));
+        }
+        return invitations;
+    });
+}
+
+bool SqliteStore::removeInvitation(std::string_view username) {
+    return withConnection(
+        Access::Write, "remove the invitation of user", username, [&](SQLite::Database& db) {
+            SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
+            SQLite::Statement remove(db, "DELETE FROM invitations WHERE username = ?");
+            bindText(remove, 1, username);
+            const bool removed = remove.exec() == 1;
+            SQLite::Statement discard(
+                db, "DELETE FROM pending_enrollments WHERE username = ? AND invited");
+            bindText(discard, 1, username);
+            discard.exec();
+            transaction.commit();
+            return removed;
+        });
+}
+
+bool SqliteStore::beginEnrollment(const PendingEnrollment& pending, Seconds now) {
+    return withConnection(
+        Access::Write, "begin the enrolment of user", pending.username, [&](SQLite::Database& db) {
+            SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
+            purgeExpiredEnrollments(db, now);
+            // An invited enrolment ends with its invitation: its end is read here, under the
+            // write lock, so an uninvite cannot slip between the check and the insert.
+            std::optional<Seconds> expiresAt = pending.expiresAt;
+            if (pending.invited) {
+                SQLite::Statement invitation(
+                    db, "SELECT expires_at FROM invitations WHERE username = ? AND expires_at > ?");
+                bindText(invitation, 1, pending.username);
+                invitation.bind(2, now);
+                expiresAt = invitation.executeStep()
+                                ? std::optional(invitation.getColumn(0).getInt64())
+                                : std::nullopt;
+            }
+            if (!expiresAt) {
+                return false;
+            }
+            // A second begin replaces the secret; the failure counters stay, so beginning again
+            // does not wipe out a lockout.
+            SQLite::Statement upsert(
+                db,
+                "INSERT INTO pending_enrollments (username, sealed_secret, issuer, algorithm, "
+                "digits, period, invited, created_at, expires_at) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (username) DO UPDATE SET "
+                "sealed_secret = excluded.sealed_secret, issuer = excluded.issuer, "
+                "algorithm = excluded.algorithm, digits = excluded.digits, "
+                "period = excluded.period, invited = excluded.invited, "
+                "created_at = excluded.created_at, expires_at = excluded.expires_at");
+            bindSecretColumns(upsert, pending);
+            upsert.bind(7, pending.invited ? 1 : 0);
+            upsert.bind(8, now);
+            upsert.bind(9, *expiresAt);
+            upsert.exec();
+            transaction.commit();
+            return true;
+        });
+}
+
+std::optional<PendingEnrollment> SqliteStore::findPendingEnrollment(std::string_view username) {
+    return withConnection(
+        Access::Read, "read the pending enrolment of user", username,
+        [&](SQLite::Database& db) -> std::optional<PendingEnrollment> {
+            SQLite::Statement query(
+                db,
+                "SELECT username, sealed_secret, issuer, algorithm, digits, period, invited, "
+                "failures, lockouts, locked_until, created_at, expires_at "
+                "FROM pending_enrollments WHERE username = ?");
+            bindText(query, 1, username);
+            if (!query.executeStep()) {
+                return std::nullopt;
+            }
+            return readPendingEnrollment(query);
+        });
+}
+
+FailureOutcome SqliteStore::recordEnrollmentFailure(std::string_view username,
+                                                    const LockoutPolicy& policy, Seconds now) {
+    return withConnection(
+        Access::Write, "record an enrolment failure for user", username,
+        [&](SQLite::Database& db) {
+            SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
+            SQLite::Statement read(db,
+                                   "SELECT failures, lockouts, locked_until "
+                                   "FROM pending_enrollments WHERE username = ?");
+            bindText(read, 1, username);
+            if (!read.executeStep()) {
+                return rows::unknownUserFailure();
+            }
+            const auto [outcome, lockouts] =
+                rows::countFailure(policy, read.getColumn(0).getInt(), read.getColumn(1).getInt(),
+                                   optionalInt64(read.getColumn(2)), now);
+            if (outcome.refused) {
+                return outcome;
+            }
+            SQLite::Statement update(db,
+                                     "UPDATE pending_enrollments SET failures = ?2, lockouts = ?3, "
+                                     "locked_until = COALESCE(?4, locked_until) "
+                                     "WHERE username = ?1");
+            bindText(update, 1, username);
+            update.bind(2, outcome.failures);
+            update.bind(3, lockouts);
+            if (outcome.lockedUntil) {
+                update.bind(4, *outcome.lockedUntil);
+            } else {
+                update.bind(4);
+            }
+            update.exec();
+            transaction.commit();
+            return outcome;
+        });
+}
+
+bool SqliteStore::completeEnrollment(const PendingEnrollment& pending, std::int64_t step,
+                                     int driftSteps,
+                                     const std::vector<std::string>& recoveryHashes,
+                                     Seconds now) {
+    return withConnection(
+        Access::Write, "complete the enrolment of user", pending.username,
+        [&](SQLite::Database& db) {
+            SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
+            // The secret the code was checked against must still be the pending one: a begin
+            // in between replaced it, an uninvite or the end of the invitation removed it.
+            SQLite::Statement claim(
+                db,
+                "DELETE FROM pending_enrollments WHERE username = ?1 AND sealed_secret = ?2 "
+                "AND expires_at > ?3 AND (locked_until IS NULL OR locked_until <= ?3)");
+            bindText(claim, 1, pending.username);
+            bindBlob(claim, 2, pending.sealedSecret);
+            claim.bind(3, now);
+            if (claim.exec() != 1) {
+                return false;
+            }
+            // A new user is inserted; an enrolled one gets the new secret and starts over, unless
+            // disabled or locked out meanwhile (the transaction then rolls back).
+            SQLite::Statement upsert(
+                db,
+                "INSERT INTO users (username, sealed_secret, issuer, algorithm, digits, period, "
+                "state, last_step, drift_steps, created_at, updated_at) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', ?7, ?8, ?9, ?9) "
+                "ON CONFLICT (username) DO UPDATE SET sealed_secret = excluded.sealed_secret, "
+                "issuer = excluded.issuer, algorithm = excluded.algorithm, "
+                "digits = excluded.digits, period = excluded.period, state = 'active', "
+                "last_step = excluded.last_step, drift_steps = excluded.drift_steps, "
+                "failures = 0, lockouts = 0, locked_until = NULL, grant_until = NULL, "
+                "updated_at = excluded.updated_at "
+                "WHERE users.state <> 'disabled' "
+                "AND (users.locked_until IS NULL OR users.locked_until <= ?9)");
+            bindSecretColumns(upsert, pending);
+            upsert.bind(7, step);
+            upsert.bind(8, driftSteps);
+            upsert.bind(9, now);
+            if (upsert.exec() != 1) {
+                return false;
+            }
+            SQLite::Statement removeCodes(db, "DELETE FROM recovery_codes WHERE username = ?");
+            bindText(removeCodes, 1, pending.username);
+            removeCodes.exec();
+            SQLite::Statement insert(
+                db, "INSERT INTO recovery_codes (username, hash, created_at) VALUES (?, ?, ?)");
+            for (const std::string& hash : recoveryHashes) {
+                bindText(insert, 1, pending.username);
+                bindText(insert, 2, hash);
+                insert.bind(3, now);
+                insert.exec();
+                insert.reset();
+            }
+            SQLite::Statement endInvitation(db, "DELETE FROM invitations WHERE username = ?");
+            bindText(endInvitation, 1, pending.username);
+            endInvitation.exec();
+            transaction.commit();
+            return true;
+        });
+}
+
 void SqliteStore::appendAudit(const AuditEvent& event) {
     withConnection(Access::LightWrite, "append to the audit log", {}, [&](SQLite::Database& db) {
         ReusedStatement insert(
@@ -747,21 +1032,28 @@ void SqliteStore::resealAll(
         // One transaction: when `reseal` throws (a secret that does not open), the transaction
         // rolls back and every row keeps the secret sealed under the old key.
         SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
-        std::vector<std::pair<std::string, std::string>> sealed;
-        {
-            SQLite::Statement read(db,
-                                   "SELECT username, sealed_secret FROM users ORDER BY username");
-            while (read.executeStep()) {
-                sealed.emplace_back(read.getColumn(0).getString(), read.getColumn(1).getString());
+        const auto resealTable = [&](const std::string& table) {
+            std::vector<std::pair<std::string, std::string>> sealed;
+            {
+                SQLite::Statement read(
+                    db, "SELECT username, sealed_secret FROM " + table + " ORDER BY username");
+                while (read.executeStep()) {
+                    sealed.emplace_back(read.getColumn(0).getString(),
+                                        read.getColumn(1).getString());
+                }
             }
-        }
-        SQLite::Statement update(db, "UPDATE users SET sealed_secret = ? WHERE username = ?");
-        for (const auto& [username, secret] : sealed) {
-            bindBlob(update, 1, reseal(username, secret));
-            bindText(update, 2, username);
-            update.exec();
-            update.reset();
-        }
+            SQLite::Statement update(
+                db, "UPDATE " + table + " SET sealed_secret = ? WHERE username = ?");
+            for (const auto& [username, secret] : sealed) {
+                bindBlob(update, 1, reseal(username, secret));
+                bindText(update, 2, username);
+                update.exec();
+                update.reset();
+            }
+        };
+        // Secrets waiting for their first code too: the new key must open them once confirmed.
+        resealTable("pending_enrollments");
+        resealTable("users");
         SQLite::Statement record(db,
                                  "INSERT INTO meta (key, value) VALUES (?, ?) "
                                  "ON CONFLICT (key) DO UPDATE SET value = excluded.value");

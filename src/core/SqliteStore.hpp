@@ -61,7 +61,7 @@ public:
     bool resetSecret(std::string_view username, std::string_view sealedSecret,
                      Seconds now) override;
     bool acceptStep(std::string_view username, std::int64_t step, UserState requiredState,
-                    Seconds now) override;
+                    Seconds now, std::optional<int> driftSteps = std::nullopt) override;
     bool confirmWithStep(std::string_view username, std::int64_t step, Seconds now) override;
     FailureOutcome recordFailure(std::string_view username, const LockoutPolicy& policy,
                                  Seconds now) override;
@@ -72,6 +72,16 @@ public:
                               Seconds now) override;
     bool consumeRecoveryCode(std::string_view username, std::string_view code,
                              Seconds now) override;
+    void putInvitation(const Invitation& invitation, Seconds now) override;
+    std::optional<Invitation> findInvitation(std::string_view username) override;
+    std::vector<Invitation> listInvitations() override;
+    bool removeInvitation(std::string_view username) override;
+    bool beginEnrollment(const PendingEnrollment& pending, Seconds now) override;
+    std::optional<PendingEnrollment> findPendingEnrollment(std::string_view username) override;
+    FailureOutcome recordEnrollmentFailure(std::string_view username, const LockoutPolicy& policy,
+                                           Seconds now) override;
+    bool completeEnrollment(const PendingEnrollment& pending, std::int64_t step, int driftSteps,
+                            const std::vector<std::string>& recoveryHashes, Seconds now) override;
     void appendAudit(const AuditEvent& event) override;
     std::vector<AuditEvent> listAudit(const AuditFilter& filter) override;
     void resealAll(const std::function<std::string(const std::string&, const std::string&)>& reseal,

@@ -1,5 +1,6 @@
-/// The store interface: users, replay state, lockouts, grants, recovery codes and the audit log.
-/// SqliteStore implements it (and PostgresStore, later, with the same semantics).
+/// The store interface: users, replay state, lockouts, grants, recovery codes, self-enrolment
+/// (invitations and pending secrets) and the audit log. SqliteStore and PostgresStore implement it
+/// with the same semantics.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +32,9 @@ struct User {
     std::optional<Seconds> lockedUntil;
     std::optional<Seconds> grantUntil;
     int recoveryCodesLeft = 0;
+    /// Time steps between the server's clock and the user's device, learned from the last
+    /// verified code (see MaxDriftSteps); 0 after (re-)enrolment.
+    int driftSteps = 0;
     Seconds createdAt = 0;
     Seconds updatedAt = 0;
 
@@ -45,6 +49,35 @@ struct NewUser {
     std::string issuer;
     TotpParams params;
     UserState state = UserState::Pending;
+};
+
+/// An admin's invitation to enrol oneself (`twostep-enroll invite`).
+struct Invitation {
+    std::string username;
+    std::string invitedBy;  ///< the admin's local account
+    Seconds createdAt = 0;
+    Seconds expiresAt = 0;
+
+    bool isOpen(Seconds now) const { return expiresAt > now; }
+};
+
+/// A secret made by a self-enrolment begin (`kubectl twostep enroll`), waiting for its first
+/// code. The user's current secret, if any, stays in force until this one is confirmed.
+struct PendingEnrollment {
+    std::string username;
+    std::string sealedSecret;
+    std::string issuer;
+    TotpParams params;
+    bool invited = false;  ///< begun under an invitation: it ends with the invitation
+    /// Wrong confirmation codes of a user not enrolled yet (an enrolled user's count in User).
+    int failures = 0;
+    int lockouts = 0;
+    std::optional<Seconds> lockedUntil;
+    Seconds createdAt = 0;
+    Seconds expiresAt = 0;
+
+    bool isOpen(Seconds now) const { return expiresAt > now; }
+    bool isLocked(Seconds now) const { return lockedUntil && *lockedUntil > now; }
 };
 
 /// How failures turn into lockouts: after `maxFailures` consecutive failures the user is locked
@@ -114,9 +147,10 @@ public:
     /// The replay compare-and-set: records `step` as accepted only if it is newer than the
     /// user's last accepted step, the user is in `requiredState` and not locked out. One
     /// conditional UPDATE, so of concurrent callers with the same step exactly one gets true. On
-    /// success also clears the failure count and the lockout streak.
+    /// success also clears the failure count and the lockout streak, and stores `driftSteps`
+    /// (the offset the code verified at) when given, in the same statement.
     virtual bool acceptStep(std::string_view username, std::int64_t step, UserState requiredState,
-                            Seconds now) = 0;
+                            Seconds now, std::optional<int> driftSteps = std::nullopt) = 0;
     /// Pending -> active together with acceptStep, atomically (used by `confirm`).
     virtual bool confirmWithStep(std::string_view username, std::int64_t step, Seconds now) = 0;
 
@@ -145,11 +179,41 @@ public:
     virtual bool consumeRecoveryCode(std::string_view username, std::string_view code,
                                      Seconds now) = 0;
 
+    /// Opens (or replaces) an invitation. A replaced invitation's pending enrolment is discarded:
+    /// the user begins again under the new one. Expired invitations and pending enrolments are
+    /// purged on the way.
+    virtual void putInvitation(const Invitation& invitation, Seconds now) = 0;
+    /// The invitation, open or expired (nullopt when there is none).
+    virtual std::optional<Invitation> findInvitation(std::string_view username) = 0;
+    /// Every stored invitation, by username (expired ones until they are purged).
+    virtual std::vector<Invitation> listInvitations() = 0;
+    /// Ends an invitation and discards the enrolment pending under it. False when there was none.
+    virtual bool removeInvitation(std::string_view username) = 0;
+
+    /// Stores `pending` for its user, replacing a pending secret (whose failure counters stay).
+    /// With pending.invited, only while the user has an open invitation, whose end becomes the
+    /// pending secret's end (pending.expiresAt is then ignored); false when there is none.
+    virtual bool beginEnrollment(const PendingEnrollment& pending, Seconds now) = 0;
+    /// The pending enrolment, open or expired (nullopt when there is none).
+    virtual std::optional<PendingEnrollment> findPendingEnrollment(std::string_view username) = 0;
+    /// Counts a wrong confirmation code on the pending enrolment, as recordFailure does on a
+    /// user. Refused when there is none.
+    virtual FailureOutcome recordEnrollmentFailure(std::string_view username,
+                                                   const LockoutPolicy& policy, Seconds now) = 0;
+    /// Makes the pending secret the user's, active, with `step` as the last accepted step, the
+    /// drift and these recovery codes (replacing any), and ends the invitation: one transaction.
+    /// Only while the pending enrolment still holds pending.sealedSecret, is open and not locked,
+    /// and the user (if enrolled) is neither disabled nor locked out; false otherwise.
+    virtual bool completeEnrollment(const PendingEnrollment& pending, std::int64_t step,
+                                    int driftSteps, const std::vector<std::string>& recoveryHashes,
+                                    Seconds now) = 0;
+
     virtual void appendAudit(const AuditEvent& event) = 0;
     virtual std::vector<AuditEvent> listAudit(const AuditFilter& filter) = 0;
 
-    /// Re-seals every secret with `reseal(username, sealed) -> newSealed` and records the new key
-    /// fingerprint, in one transaction: if anything throws, nothing changes.
+    /// Re-seals every secret (users' and pending enrolments') with `reseal(username, sealed) ->
+    /// newSealed` and records the new key fingerprint, in one transaction: if anything throws,
+    /// nothing changes.
     virtual void resealAll(
         const std::function<std::string(const std::string&, const std::string&)>& reseal,
         std::string_view newKeyFingerprint) = 0;

@@ -32,8 +32,8 @@ public:
         return inner_->resetSecret(username, sealedSecret, now);
     }
     bool acceptStep(std::string_view username, std::int64_t step, core::UserState requiredState,
-                    core::Seconds now) override {
-        return inner_->acceptStep(username, step, requiredState, now);
+                    core::Seconds now, std::optional<int> driftSteps = std::nullopt) override {
+        return inner_->acceptStep(username, step, requiredState, now, driftSteps);
     }
     bool confirmWithStep(std::string_view username, std::int64_t step,
                          core::Seconds now) override {
@@ -60,6 +60,33 @@ public:
     bool consumeRecoveryCode(std::string_view username, std::string_view code,
                              core::Seconds now) override {
         return inner_->consumeRecoveryCode(username, code, now);
+    }
+    void putInvitation(const core::Invitation& invitation, core::Seconds now) override {
+        inner_->putInvitation(invitation, now);
+    }
+    std::optional<core::Invitation> findInvitation(std::string_view username) override {
+        return inner_->findInvitation(username);
+    }
+    std::vector<core::Invitation> listInvitations() override { return inner_->listInvitations(); }
+    bool removeInvitation(std::string_view username) override {
+        return inner_->removeInvitation(username);
+    }
+    bool beginEnrollment(const core::PendingEnrollment& pending, core::Seconds now) override {
+        return inner_->beginEnrollment(pending, now);
+    }
+    std::optional<core::PendingEnrollment> findPendingEnrollment(
+        std::string_view username) override {
+        return inner_->findPendingEnrollment(username);
+    }
+    core::FailureOutcome recordEnrollmentFailure(std::string_view username,
+                                                 const core::LockoutPolicy& policy,
+                                                 core::Seconds now) override {
+        return inner_->recordEnrollmentFailure(username, policy, now);
+    }
+    bool completeEnrollment(const core::PendingEnrollment& pending, std::int64_t step,
+                            int driftSteps, const std::vector<std::string>& recoveryHashes,
+                            core::Seconds now) override {
+        return inner_->completeEnrollment(pending, step, driftSteps, recoveryHashes, now);
     }
     void appendAudit(const core::AuditEvent& event) override { inner_->appendAudit(event); }
     std::vector<core::AuditEvent> listAudit(const core::AuditFilter& filter) override {

@@ -56,7 +56,10 @@ public:
     bool removeUser(std::string_view) override { refuse(); }
     bool setState(std::string_view, UserState, Seconds) override { refuse(); }
     bool resetSecret(std::string_view, std::string_view, Seconds) override { refuse(); }
-    bool acceptStep(std::string_view, std::int64_t, UserState, Seconds) override { refuse(); }
+    bool acceptStep(std::string_view, std::int64_t, UserState, Seconds,
+                    std::optional<int> = std::nullopt) override {
+        refuse();
+    }
     bool confirmWithStep(std::string_view, std::int64_t, Seconds) override { refuse(); }
     FailureOutcome recordFailure(std::string_view, const LockoutPolicy&, Seconds) override {
         refuse();
@@ -68,6 +71,25 @@ public:
         refuse();
     }
     bool consumeRecoveryCode(std::string_view, std::string_view, Seconds) override { refuse(); }
+    void putInvitation(const twostep::core::Invitation&, Seconds) override { refuse(); }
+    std::optional<twostep::core::Invitation> findInvitation(std::string_view) override {
+        refuse();
+    }
+    std::vector<twostep::core::Invitation> listInvitations() override { refuse(); }
+    bool removeInvitation(std::string_view) override { refuse(); }
+    bool beginEnrollment(const twostep::core::PendingEnrollment&, Seconds) override { refuse(); }
+    std::optional<twostep::core::PendingEnrollment> findPendingEnrollment(
+        std::string_view) override {
+        refuse();
+    }
+    FailureOutcome recordEnrollmentFailure(std::string_view, const LockoutPolicy&,
+                                           Seconds) override {
+        refuse();
+    }
+    bool completeEnrollment(const twostep::core::PendingEnrollment&, std::int64_t, int,
+                            const std::vector<std::string>&, Seconds) override {
+        refuse();
+    }
     void appendAudit(const AuditEvent&) override { refuse(); }
     std::vector<AuditEvent> listAudit(const AuditFilter&) override { refuse(); }
     void resealAll(const std::function<std::string(const std::string&, const std::string&)>&,
