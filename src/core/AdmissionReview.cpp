@@ -501,6 +501,12 @@ std::optional<JsonPatch> buildStripPatch(const ReviewRequest& request,
     return operations.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+JsonPatch buildAnswerPatch(std::string_view answer) {
+    const nlohmann::json operations = nlohmann::json::array(
+        {{{"op", "replace"}, {"path", "/spec/nonResourceAttributes/verb"}, {"value", answer}}});
+    return operations.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 std::string buildResponse(const ReviewRequest& request, const Decision& decision,
                           const std::optional<JsonPatch>& patch) {
     // Written by hand rather than through an nlohmann DOM: this runs for every request, and the

@@ -61,6 +61,11 @@ using JsonPatch = std::string;
 std::optional<JsonPatch> buildStripPatch(const ReviewRequest& request,
                                          const ReviewFields& fields);
 
+/// The patch /mutate returns to a self-enrolment review: replaces the SelfSubjectAccessReview's
+/// spec.nonResourceAttributes.verb with `answer`, which the API server then hands back to the
+/// requester alone, in the response to their own request (design §3b).
+JsonPatch buildAnswerPatch(std::string_view answer);
+
 /// The AdmissionReview response body in the request's apiVersion, echoing its uid; carries
 /// auditAnnotations {decision, reason}, status {code 403, message} on a deny, warnings, and the
 /// base64 JSONPatch when given.

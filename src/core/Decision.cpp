@@ -40,6 +40,16 @@ std::string_view toString(Reason reason) {
             return "recovery_code";
         case Reason::Unlocked:
             return "unlocked";
+        case Reason::EnrollStarted:
+            return "enroll_started";
+        case Reason::Enrolled:
+            return "enrolled";
+        case Reason::NotInvited:
+            return "not_invited";
+        case Reason::NoEnrollment:
+            return "no_enrollment";
+        case Reason::EnrollNeedsMutate:
+            return "enroll_needs_mutate";
         case Reason::InternalError:
             return "internal_error";
     }

@@ -1,6 +1,7 @@
 /// What the policy answers for one review: allowed or not, a stable reason, a message for people.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,6 +28,12 @@ enum class Reason {
     Verified,           ///< a valid, unused TOTP code
     RecoveryCode,       ///< a valid, unused recovery code (now consumed)
     Unlocked,           ///< an unlock review opened a grant
+    EnrollStarted,      ///< self-enrolment: a pending secret was made, its URI answered
+    Enrolled,           ///< self-enrolment: the first code confirmed the pending secret
+    NotInvited,         ///< self-enrolment refused: no invitation (or turned off, or not allowed)
+    NoEnrollment,       ///< a confirmation with no open self-enrolment to confirm
+    EnrollNeedsMutate,  ///< self-enrolment sent to /validate, which cannot answer the secret
+    // InternalError stays last: metrics size their per-reason arrays from it.
     InternalError,      ///< the store or a key failed: fail closed
 };
 
@@ -44,6 +51,10 @@ struct Decision {
     Reason reason = Reason::InternalError;
     std::string message;                ///< for people: what was wrong and what to do
     std::vector<std::string> warnings;  ///< each under 120 characters (API server limit)
+    /// Self-enrolment only: what /mutate writes into the SelfSubjectAccessReview's
+    /// spec.nonResourceAttributes.verb for the API server to hand back to the requester (the
+    /// otpauth URI, or the recovery codes). A secret: never logged, never in a message.
+    std::optional<std::string> answer;
 };
 
 }  // namespace twostep::core

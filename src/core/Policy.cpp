@@ -5,6 +5,8 @@
 #include <exception>
 #include <utility>
 
+#include "core/Base32.hpp"
+#include "core/OtpauthUri.hpp"
 #include "core/RecoveryCodes.hpp"
 #include "core/Totp.hpp"
 
@@ -12,6 +14,8 @@ namespace twostep::core {
 namespace {
 
 constexpr std::string_view UnlockPath = "/twostep.dev/unlock";
+constexpr std::string_view EnrollPath = "/twostep.dev/enroll";
+constexpr std::string_view ConfirmPath = "/twostep.dev/enroll/confirm";
 constexpr std::string_view InternalErrorMessage =
     "twostep could not verify the request (internal error; see the webhook log): the change was "
     "refused";
@@ -23,6 +27,8 @@ enum class Scope {
     NotProtected,  ///< nothing to check
     Protected,     ///< needs a code or a grant
     Unlock,        ///< a SelfSubjectAccessReview carrying an unlock code
+    EnrollBegin,   ///< a SelfSubjectAccessReview asking for a new secret (design §3b)
+    EnrollConfirm, ///< a SelfSubjectAccessReview confirming it with the first code
 };
 
 /// The username as messages show it: cut (at a character boundary) when absurdly long.
@@ -100,10 +106,18 @@ bool isUnlockPath(std::string_view path) {
 
 Scope scopeOf(const ReviewRequest& request, const PolicyConfig& config) {
     if (request.group == "authorization.k8s.io" && request.resource == "selfsubjectaccessreviews") {
-        // Every user may create an SSAR and it is never stored: only our unlock path matters.
-        return request.nonResourcePath && isUnlockPath(*request.nonResourcePath)
-                   ? Scope::Unlock
-                   : Scope::NotProtected;
+        // Every user may create an SSAR and it is never stored: only our own paths matter.
+        if (!request.nonResourcePath) {
+            return Scope::NotProtected;
+        }
+        const std::string& path = *request.nonResourcePath;
+        if (isUnlockPath(path)) {
+            return Scope::Unlock;
+        }
+        if (path == EnrollPath) {
+            return Scope::EnrollBegin;
+        }
+        return path == ConfirmPath ? Scope::EnrollConfirm : Scope::NotProtected;
     }
     if (request.group.empty() && request.resource == "namespaces" && request.subResource.empty()) {
         // An enforced namespace is itself a protected object: removing its label, weakening its
@@ -120,11 +134,11 @@ Scope scopeOf(const ReviewRequest& request, const PolicyConfig& config) {
 }
 
 Decision allow(Reason reason, std::vector<std::string> warnings = {}) {
-    return Decision{true, reason, {}, std::move(warnings)};
+    return Decision{true, reason, {}, std::move(warnings), {}};
 }
 
 Decision deny(Reason reason, std::string message) {
-    return Decision{false, reason, std::move(message), {}};
+    return Decision{false, reason, std::move(message), {}, {}};
 }
 
 std::string resourcePath(const ReviewRequest& request) {
@@ -202,10 +216,7 @@ public:
                             "`twostep-enroll confirm " + name_ + " CODE`");
         }
         if (user->state == UserState::Disabled) {
-            return deny(Reason::Disabled, "two-step verification for user " + name_ +
-                                              " is disabled, so protected changes are refused; " +
-                                              "ask an admin to run `twostep-enroll enable " +
-                                              name_ + "`");
+            return disabled();
         }
         if (user->isLocked(now_)) {
             return lockedOut(*user->lockedUntil);
@@ -229,7 +240,165 @@ public:
         return decision;
     }
 
+    /// `kubectl twostep enroll`: a new pending secret for the requester, whose otpauth URI is the
+    /// answer. An enrolled user's current secret stays in force until the new one is confirmed.
+    Decision beginEnrollment() {
+        const SelfEnrollConfig& self = config_.selfEnroll;
+        if (self.mode == SelfEnrollMode::Off) {
+            return deny(Reason::NotInvited,
+                        "self-enrollment is turned off on this webhook; ask an admin to enroll "
+                        "you (`twostep-enroll add " + name_ + "`)");
+        }
+        const std::optional<User> user = store_.findUser(request_.username);
+        if (user && user->state == UserState::Disabled) {
+            return disabled();
+        }
+        if (user && user->isLocked(now_)) {
+            return lockedOut(*user->lockedUntil);
+        }
+        const std::optional<Invitation> invitation = store_.findInvitation(request_.username);
+        const bool invited = invitation && invitation->isOpen(now_);
+        if (!invited) {
+            if (const auto refusal = uninvitedRefusal(user.has_value())) {
+                return *refusal;
+            }
+        }
+        const std::optional<PendingEnrollment> earlier =
+            store_.findPendingEnrollment(request_.username);
+        if (!user && earlier && earlier->isOpen(now_) && earlier->isLocked(now_)) {
+            return lockedOut(*earlier->lockedUntil);
+        }
+        const SecretBytes secret = generateSecret();
+        PendingEnrollment pending;
+        pending.username = request_.username;
+        pending.sealedSecret = sealer_.seal(secret, request_.username);
+        pending.issuer = self.issuer;
+        pending.invited = invited;
+        pending.expiresAt = invited ? invitation->expiresAt : now_ + self.openTtl;
+        if (!store_.beginEnrollment(pending, now_)) {
+            return deny(Reason::NotInvited, "the invitation of user " + name_ +
+                                                " ended while the enrollment began; ask an " +
+                                                "admin to run `twostep-enroll invite " + name_ +
+                                                "`");
+        }
+        Decision decision = allow(Reason::EnrollStarted,
+                                  {"scan the secret, then confirm with the first code before " +
+                                   formatTime(pending.expiresAt)});
+        decision.answer = buildOtpauthUri(OtpauthAccount{
+            pending.issuer, request_.username, base32::encode(secret.bytes()), pending.params});
+        return decision;
+    }
+
+    /// `kubectl twostep enroll`, second step: the first code from the app activates the pending
+    /// secret; the answer carries fresh recovery codes, shown once.
+    Decision confirmEnrollment() {
+        const std::optional<PendingEnrollment> pending =
+            store_.findPendingEnrollment(request_.username);
+        if (!pending || !pending->isOpen(now_)) {
+            return deny(Reason::NoEnrollment,
+                        "user " + name_ +
+                            " has no enrollment waiting for a code (it expired, or none was "
+                            "begun); run `kubectl twostep enroll` again");
+        }
+        const std::optional<User> user = store_.findUser(request_.username);
+        if (user && user->state == UserState::Disabled) {
+            return disabled();
+        }
+        if (user && user->isLocked(now_)) {
+            return lockedOut(*user->lockedUntil);
+        }
+        if (!user && pending->isLocked(now_)) {
+            return lockedOut(*pending->lockedUntil);
+        }
+        const std::optional<std::string>& code = request_.nonResourceVerb;
+        if (!code) {
+            return deny(Reason::MissingCode,
+                        "the confirmation carries no code in its verb; run `kubectl twostep "
+                        "enroll`");
+        }
+        if (!isWellFormedCode(*code, pending->params.digits)) {
+            return malformed(pending->params.digits, "the confirmation's verb");
+        }
+        const SecretBytes secret = sealer_.open(pending->sealedSecret, request_.username);
+        const TotpResult result =
+            verifyTotp(secret, *code, pending->params, now_, config_.window);
+        if (result.check != CodeCheck::Matched) {
+            const FailureOutcome outcome =
+                user ? store_.recordFailure(request_.username, config_.lockout, now_)
+                     : store_.recordEnrollmentFailure(request_.username, config_.lockout, now_);
+            return failed(outcome, "wrong two-step code");
+        }
+        const std::vector<std::string> codes =
+            generateRecoveryCodes(config_.selfEnroll.recoveryCodes);
+        std::vector<std::string> hashes;
+        hashes.reserve(codes.size());
+        for (const std::string& recovery : codes) {
+            hashes.push_back(hashRecoveryCode(recovery));
+        }
+        const int drift = driftOf(result.step, pending->params.period);
+        if (!store_.completeEnrollment(*pending, result.step, drift, hashes, now_)) {
+            return deny(Reason::NoEnrollment,
+                        "the enrollment of user " + name_ +
+                            " changed while this code was checked (a newer `kubectl twostep "
+                            "enroll`, an uninvite, or a lockout); run `kubectl twostep enroll` "
+                            "again");
+        }
+        Decision decision =
+            allow(Reason::Enrolled, {"two-step verification is active for user " + name_});
+        std::string answer;
+        for (const std::string& recovery : codes) {
+            answer += (answer.empty() ? "" : " ") + recovery;
+        }
+        decision.answer = std::move(answer);
+        return decision;
+    }
+
 private:
+    /// Why a user without an open invitation may not begin, or nullopt when open mode lets them.
+    std::optional<Decision> uninvitedRefusal(bool enrolled) const {
+        const SelfEnrollConfig& self = config_.selfEnroll;
+        const std::string invite = "ask an admin to run `twostep-enroll invite " + name_ + "`";
+        const std::string ask = "; " + invite;
+        if (enrolled) {
+            return deny(Reason::NotInvited, "user " + name_ +
+                                                " is enrolled already; to enroll a new device, " +
+                                                invite);
+        }
+        if (self.mode != SelfEnrollMode::Open) {
+            return deny(Reason::NotInvited,
+                        "user " + name_ + " has no open invitation to enroll" + ask);
+        }
+        // Trust on first use is for people the API server authenticated, never anonymous ones.
+        const auto& groups = request_.groups;
+        const bool authenticated =
+            request_.username != "system:anonymous" &&
+            std::find(groups.begin(), groups.end(), "system:authenticated") != groups.end();
+        const bool member =
+            self.openGroups.empty() ||
+            std::any_of(groups.begin(), groups.end(), [&](const std::string& group) {
+                return std::any_of(self.openGroups.begin(), self.openGroups.end(),
+                                   [&](const std::string& glob) { return globMatch(glob, group); });
+            });
+        if (!authenticated || !member) {
+            return deny(Reason::NotInvited, "user " + name_ +
+                                                " may not enroll without an invitation" + ask);
+        }
+        return std::nullopt;
+    }
+
+    /// The step offset of a verified code, bounded: where the next check is centred.
+    int driftOf(std::int64_t step, int period) const {
+        const std::int64_t offset = step - timeStep(now_, period);
+        return static_cast<int>(std::clamp<std::int64_t>(offset, -MaxDriftSteps, MaxDriftSteps));
+    }
+
+    Decision disabled() const {
+        return deny(Reason::Disabled, "two-step verification for user " + name_ +
+                                          " is disabled, so protected changes are refused; " +
+                                          "ask an admin to run `twostep-enroll enable " + name_ +
+                                          "`");
+    }
+
     Decision lockedOut(Seconds until) const {
         return deny(Reason::LockedOut, "user " + name_ +
                                            " is locked out after too many wrong codes until " +
@@ -303,19 +472,26 @@ private:
         }
         if (!isWellFormedCode(*code, user.params.digits)) {
             // Not counted as a failure: a typo or a pasted name is not a guess.
-            return malformed(user, where);
+            return malformed(user.params.digits, where);
         }
         const SecretBytes secret = sealer_.open(user.sealedSecret, user.username);
-        const TotpResult result = verifyTotp(secret, *code, user.params, now_, config_.window);
+        // Centred on the step where the user's codes last verified: a device whose clock is
+        // off keeps working with a small window (bounded by MaxDriftSteps, so the window never
+        // wanders to codes from long ago).
+        const int drift = std::clamp(user.driftSteps, -MaxDriftSteps, MaxDriftSteps);
+        const Seconds centre = now_ + static_cast<Seconds>(drift) * user.params.period;
+        const TotpResult result =
+            verifyTotp(secret, *code, user.params, std::max<Seconds>(centre, 0), config_.window);
         switch (result.check) {
             case CodeCheck::Malformed:
-                return malformed(user, where);
+                return malformed(user.params.digits, where);
             case CodeCheck::NoMatch:
                 return wrongCode(user, "wrong two-step code");
             case CodeCheck::Matched:
                 break;
         }
-        if (!store_.acceptStep(user.username, result.step, UserState::Active, now_)) {
+        if (!store_.acceptStep(user.username, result.step, UserState::Active, now_,
+                               driftOf(result.step, user.params.period))) {
             return refusedMatch(user, result.step);
         }
         return allow(Reason::Verified);
@@ -335,16 +511,19 @@ private:
         return replayed(*current, step);
     }
 
-    Decision malformed(const User& user, const std::string& where) const {
-        return deny(Reason::MalformedCode, where + " must hold the " +
-                                               std::to_string(user.params.digits) +
+    Decision malformed(int digits, const std::string& where) const {
+        return deny(Reason::MalformedCode, where + " must hold the " + std::to_string(digits) +
                                                "-digit code from your authenticator app");
     }
 
-    /// Counts a wrong code and answers it; while the user is locked out the answer is the
-    /// lockout, right or wrong, so a guess in flight learns nothing.
+    /// Counts a wrong code and answers it.
     Decision wrongCode(const User& user, const std::string& what) {
-        const FailureOutcome outcome = store_.recordFailure(user.username, config_.lockout, now_);
+        return failed(store_.recordFailure(user.username, config_.lockout, now_), what);
+    }
+
+    /// Answers a counted wrong code; while the user is locked out the answer is the lockout,
+    /// right or wrong, so a guess in flight learns nothing.
+    Decision failed(const FailureOutcome& outcome, const std::string& what) const {
         if (outcome.refused) {
             return outcome.lockedUntil ? lockedOut(*outcome.lockedUntil) : notEnrolled();
         }
@@ -413,7 +592,7 @@ bool globMatch(std::string_view pattern, std::string_view text) {
 Reviewer::Reviewer(Store& store, const Sealer& sealer, const Clock& clock, PolicyConfig config)
     : store_(store), sealer_(sealer), clock_(clock), config_(std::move(config)) {}
 
-Decision Reviewer::decide(const ReviewRequest& request) const {
+Decision Reviewer::decide(const ReviewRequest& request, Endpoint endpoint) const {
     const auto matches = [](const std::vector<std::string>& patterns, std::string_view text) {
         return std::any_of(patterns.begin(), patterns.end(),
                            [text](const std::string& pattern) { return globMatch(pattern, text); });
@@ -433,8 +612,20 @@ Decision Reviewer::decide(const ReviewRequest& request) const {
         return allow(Reason::DryRun,
                      {"dry run: twostep checked no code; the real request will need one"});
     }
-    return Verification(store_, sealer_, config_, request, clock_.now())
-        .run(scope == Scope::Unlock);
+    Verification verification(store_, sealer_, config_, request, clock_.now());
+    if (scope == Scope::EnrollBegin || scope == Scope::EnrollConfirm) {
+        if (endpoint == Endpoint::Validate) {
+            // A validating webhook cannot change the review, so the secret (or the recovery
+            // codes) would have no way back to the user: refuse before anything is made.
+            return deny(Reason::EnrollNeedsMutate,
+                        "self-enrollment needs twostep's mutating webhook: ask an admin to send "
+                        "SelfSubjectAccessReviews for /twostep.dev/ paths to /mutate "
+                        "(docs/admin-guide.md)");
+        }
+        return scope == Scope::EnrollBegin ? verification.beginEnrollment()
+                                           : verification.confirmEnrollment();
+    }
+    return verification.run(scope == Scope::Unlock);
 }
 
 ReviewOutcome Reviewer::review(std::string_view body, Endpoint endpoint) const noexcept {
@@ -458,12 +649,13 @@ ReviewOutcome Reviewer::respond(const ReviewRequest& request, Endpoint endpoint)
     Decision decision;
     std::optional<JsonPatch> patch;
     try {
-        decision = decide(request);
+        decision = decide(request, endpoint);
         if (isAudited(decision.reason)) {
             store_.appendAudit(recordOf(request, decision, clock_.now()));
         }
         if (endpoint == Endpoint::Mutate && decision.allowed) {
-            patch = buildStripPatch(request, config_.fields);
+            patch = decision.answer ? buildAnswerPatch(*decision.answer)
+                                    : buildStripPatch(request, config_.fields);
         }
     } catch (...) {
         outcome.error = describe(std::current_exception());

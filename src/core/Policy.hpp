@@ -17,6 +17,26 @@ namespace twostep::core {
 
 enum class UnenrolledPolicy { Deny, Allow };
 
+/// Who may enrol themselves with `kubectl twostep enroll` (design §3b).
+enum class SelfEnrollMode {
+    Invite,  ///< only users an admin invited (`twostep-enroll invite`)
+    Open,    ///< also any authenticated user who is not enrolled (trust on first use)
+    Off,     ///< nobody: admins enrol every user
+};
+
+/// Self-service enrolment settings.
+struct SelfEnrollConfig {
+    SelfEnrollMode mode = SelfEnrollMode::Invite;
+    /// Open mode: only members of a group matching one of these globs enrol without an
+    /// invitation (empty: every authenticated user).
+    std::vector<std::string> openGroups;
+    /// Open mode: how long a pending secret waits for its first code (an invited one waits as
+    /// long as its invitation lasts).
+    Seconds openTtl = 3600;
+    std::string issuer = "twostep";  ///< the issuer the authenticator app shows
+    int recoveryCodes = 10;          ///< recovery codes handed out on confirmation
+};
+
 struct PolicyConfig {
     ReviewFields fields;
     int window = 1;  ///< ±steps accepted around now
@@ -30,6 +50,7 @@ struct PolicyConfig {
     Seconds grantTtl = 0;       ///< grant opened after each verified change (0: none)
     Seconds grantMaxTtl = 900;  ///< upper bound of an unlock grant
     std::string enforceValue = "enabled";  ///< the enforcement label's value that means "on"
+    SelfEnrollConfig selfEnroll;
 };
 
 /// `*` glob match (no other metacharacters).
@@ -57,7 +78,8 @@ public:
     ReviewOutcome review(std::string_view body, Endpoint endpoint) const noexcept;
 
     /// The decision for a parsed request (exposed for tests). May throw StoreError/KeyError.
-    Decision decide(const ReviewRequest& request) const;
+    /// `endpoint` matters only to self-enrolment, which /validate cannot answer.
+    Decision decide(const ReviewRequest& request, Endpoint endpoint = Endpoint::Mutate) const;
 
     const PolicyConfig& config() const { return config_; }
 

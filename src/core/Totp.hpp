@@ -44,6 +44,10 @@ struct TotpResult {
 /// The widest window verifyTotp accepts: ±10 steps (5 minutes at 30 s) is already generous.
 inline constexpr int MaxWindow = 10;
 
+/// The furthest a user's remembered clock drift may move the window (steps either way): enough
+/// for a phone a minute or two off, never a way to accept codes from long ago.
+inline constexpr int MaxDriftSteps = 3;
+
 /// True when `code` is exactly `digits` ASCII digits.
 bool isWellFormedCode(std::string_view code, int digits);
 

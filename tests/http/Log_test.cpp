@@ -151,6 +151,11 @@ TEST_CASE("routine decisions are logged at debug and all others at info", "[log]
         {Reason::Verified, false},
         {Reason::RecoveryCode, false},
         {Reason::Unlocked, false},
+        {Reason::EnrollStarted, false},
+        {Reason::Enrolled, false},
+        {Reason::NotInvited, false},
+        {Reason::NoEnrollment, false},
+        {Reason::EnrollNeedsMutate, false},
         {Reason::InternalError, false},
     }));
     INFO(twostep::core::toString(reason));

@@ -445,7 +445,7 @@ TEST_CASE("responses echo apiVersion and uid and carry the decision", "[review]"
         const ReviewRequest request = parseOk(raw.dump());
 
         const json denied = json::parse(buildResponse(
-            request, Decision{false, Reason::WrongCode, "wrong two-step code", {}}, std::nullopt));
+            request, Decision{false, Reason::WrongCode, "wrong two-step code", {}, {}}, std::nullopt));
         CHECK(denied.at("apiVersion") == apiVersion);
         CHECK(denied.at("kind") == "AdmissionReview");
         const json& response = denied.at("response");
@@ -461,7 +461,7 @@ TEST_CASE("responses echo apiVersion and uid and carry the decision", "[review]"
 
         const auto patch = buildStripPatch(request, Fields);
         const json allowed = json::parse(
-            buildResponse(request, Decision{true, Reason::DryRun, {}, {"a warning"}}, patch));
+            buildResponse(request, Decision{true, Reason::DryRun, {}, {"a warning"}, {}}, patch));
         const json& ok = allowed.at("response");
         CHECK(allowed.at("apiVersion") == apiVersion);
         CHECK(ok.at("allowed") == true);
@@ -491,5 +491,10 @@ TEST_CASE("reason ids are stable snake_case", "[review]") {
     CHECK(toString(Reason::Verified) == "verified");
     CHECK(toString(Reason::RecoveryCode) == "recovery_code");
     CHECK(toString(Reason::Unlocked) == "unlocked");
+    CHECK(toString(Reason::EnrollStarted) == "enroll_started");
+    CHECK(toString(Reason::Enrolled) == "enrolled");
+    CHECK(toString(Reason::NotInvited) == "not_invited");
+    CHECK(toString(Reason::NoEnrollment) == "no_enrollment");
+    CHECK(toString(Reason::EnrollNeedsMutate) == "enroll_needs_mutate");
     CHECK(toString(Reason::InternalError) == "internal_error");
 }

@@ -8,12 +8,15 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <tuple>
 #include <vector>
 
+#include "core/Base32.hpp"
 #include "core/Error.hpp"
+#include "core/OtpauthUri.hpp"
 #include "core/RecoveryCodes.hpp"
 #include "core/Totp.hpp"
 #include "support/Fixtures.hpp"
@@ -1132,4 +1135,429 @@ TEST_CASE("globMatch: '*' only, no backtracking blowup", "[policy]") {
     const std::string text(100000, 'a');
     CHECK_FALSE(globMatch("*a*a*a*a*a*a*a*a*b", text));
     CHECK(globMatch("*a*a*a*a*a*a*a*a*a", text));
+}
+
+// ---- self-enrolment (design §3b) -------------------------------------------------------------
+
+namespace {
+
+/// Fixture 0013 turned into a self-enrolment review: path, verb, and who asks.
+std::string enrollReview(const std::string& path, const std::optional<std::string>& verb,
+                         const std::string& username = "alice",
+                         const std::vector<std::string>& groups = {"developers",
+                                                                   "system:authenticated"}) {
+    json review = json::parse(unlockReview(verb, path));
+    review["request"]["userInfo"]["username"] = username;
+    review["request"]["userInfo"]["groups"] = groups;
+    return review.dump();
+}
+
+std::string beginReview(const std::string& username = "alice",
+                        const std::vector<std::string>& groups = {"developers",
+                                                                  "system:authenticated"}) {
+    return enrollReview("/twostep.dev/enroll", "get", username, groups);
+}
+
+std::string confirmReview(const std::string& code, const std::string& username = "alice") {
+    return enrollReview("/twostep.dev/enroll/confirm", code, username);
+}
+
+/// The verb /mutate's patch puts into the SelfSubjectAccessReview, or nullopt without a patch.
+std::optional<std::string> answeredVerb(const ReviewOutcome& outcome, const std::string& body) {
+    const json response = json::parse(outcome.body).at("response");
+    if (!response.contains("patch")) {
+        return std::nullopt;
+    }
+    CHECK(response.at("patchType") == "JSONPatch");
+    const json patch = json::parse(base64Decode(response.at("patch").get<std::string>()));
+    const json patched = json::parse(body).at("request").at("object").patch(patch);
+    // Only the verb changes: the API server refuses any other change to a review's spec.
+    json unchanged = patched;
+    unchanged["spec"]["nonResourceAttributes"]["verb"] =
+        json::parse(body)["request"]["object"]["spec"]["nonResourceAttributes"].value("verb", "");
+    CHECK(unchanged == json::parse(body).at("request").at("object"));
+    return patched.at("spec").at("nonResourceAttributes").at("verb").get<std::string>();
+}
+
+/// Self-enrolment's answer must never reach the log record, the message or a warning.
+void checkAnswerKeptSecret(const ReviewOutcome& outcome, const std::string& answer) {
+    REQUIRE(outcome.decision);
+    CHECK(outcome.decision->message.find(answer) == std::string::npos);
+    for (const std::string& warning : outcome.decision->warnings) {
+        CHECK(warning.find(answer) == std::string::npos);
+    }
+    REQUIRE(outcome.record);
+    CHECK(outcome.record->name.find(answer) == std::string::npos);
+    CHECK(outcome.record->reason.find(answer) == std::string::npos);
+}
+
+/// Begins through /mutate and returns the secret from the answered otpauth URI.
+struct Begun {
+    SecretBytes secret;
+    OtpauthAccount account;
+};
+
+Begun begin(Harness& h, const std::string& username = "alice") {
+    const std::string body = beginReview(username);
+    const ReviewOutcome outcome = h.post(body, Endpoint::Mutate);
+    REQUIRE(outcome.decision->reason == Reason::EnrollStarted);
+    const std::optional<std::string> uri = answeredVerb(outcome, body);
+    REQUIRE(uri);
+    checkAnswerKeptSecret(outcome, *uri);
+    const std::optional<OtpauthAccount> account = parseOtpauthUri(*uri);
+    REQUIRE(account);
+    std::optional<std::vector<std::uint8_t>> bytes =
+        twostep::core::base32::decode(account->secretBase32);
+    REQUIRE(bytes);
+    return Begun{SecretBytes(std::move(*bytes)), *account};
+}
+
+std::string codeOf(const Begun& begun, Seconds at) {
+    return generateTotp(begun.secret, begun.account.params, at);
+}
+
+PolicyConfig openMode(std::vector<std::string> groups = {}) {
+    PolicyConfig config;
+    config.selfEnroll.mode = SelfEnrollMode::Open;
+    config.selfEnroll.openGroups = std::move(groups);
+    return config;
+}
+
+}  // namespace
+
+TEST_CASE("self-enrolment: an invited user enrols through /mutate", "[policy][enroll]") {
+    Harness h;
+    h.store->putInvitation(Invitation{"alice", "admin", T, T + 86400}, T);
+
+    const Begun begun = begin(h);
+    CHECK(begun.account.account == "alice");
+    CHECK(begun.account.issuer == "twostep");
+    CHECK(begun.account.params == TotpParams{});
+    CHECK(begun.secret.size() == DefaultSecretBytes);
+    const auto pending = h.store->findPendingEnrollment("alice");
+    REQUIRE(pending);
+    CHECK(pending->expiresAt == T + 86400);  // with the invitation
+    CHECK(pending->invited);
+    // Sealed at rest: the stored bytes are not the secret, and they open to it.
+    CHECK(pending->sealedSecret.find(std::string(begun.secret.bytes().begin(),
+                                                 begun.secret.bytes().end())) == std::string::npos);
+    CHECK(constantTimeEquals(h.sealer.open(pending->sealedSecret, "alice").bytes(),
+                             begun.secret.bytes()));
+    CHECK_FALSE(h.user());  // not enrolled until confirmed
+
+    h.clock.advance(20);
+    const std::string body = confirmReview(codeOf(begun, T + 20));
+    const ReviewOutcome confirmed = h.post(body, Endpoint::Mutate);
+    REQUIRE(confirmed.decision->reason == Reason::Enrolled);
+    const std::optional<std::string> codes = answeredVerb(confirmed, body);
+    REQUIRE(codes);
+    checkAnswerKeptSecret(confirmed, *codes);
+    std::vector<std::string> recovery;
+    std::istringstream words(*codes);
+    for (std::string word; words >> word;) {
+        CHECK(looksLikeRecoveryCode(word));
+        recovery.push_back(word);
+    }
+    CHECK(recovery.size() == 10);
+
+    const auto alice = h.user();
+    REQUIRE(alice);
+    CHECK(alice->state == UserState::Active);
+    CHECK(alice->recoveryCodesLeft == 10);
+    CHECK(alice->lastStep == timeStep(T + 20, 30));
+    CHECK_FALSE(h.store->findPendingEnrollment("alice"));
+    CHECK_FALSE(h.store->findInvitation("alice"));
+    // The confirming code is used: the same code on a change is a replay.
+    CHECK(h.decide(withToken("0004", codeOf(begun, T + 20))).reason == Reason::Replayed);
+    h.clock.advance(30);
+    CHECK(h.decide(withToken("0004", codeOf(begun, T + 50))).reason == Reason::Verified);
+    CHECK(h.decide(withToken("0004", recovery[3])).reason == Reason::RecoveryCode);
+    // Nothing left to confirm, and no second enrolment without a new invitation.
+    CHECK(h.decide(confirmReview(codeOf(begun, T + 80)), Endpoint::Mutate).reason ==
+          Reason::NoEnrollment);
+    CHECK(h.decide(beginReview(), Endpoint::Mutate).reason == Reason::NotInvited);
+
+    // Every step is audited, with its reason and never the secret or a recovery code.
+    std::vector<std::string> reasons;
+    for (const AuditEvent& event : h.audit()) {
+        reasons.push_back(event.reason);
+        CHECK((event.resource == "authorization.k8s.io/v1/selfsubjectaccessreviews" ||
+               event.resource == "apps/v1/deployments"));
+    }
+    CHECK(std::count(reasons.begin(), reasons.end(), "enroll_started") == 1);
+    CHECK(std::count(reasons.begin(), reasons.end(), "enrolled") == 1);
+    CHECK(std::count(reasons.begin(), reasons.end(), "not_invited") == 1);
+}
+
+TEST_CASE("self-enrolment: who may begin", "[policy][enroll]") {
+    SECTION("invite mode: nobody without an invitation, and the message says whom to ask") {
+        Harness h;
+        const Decision d = h.decide(beginReview(), Endpoint::Mutate);
+        CHECK(d.reason == Reason::NotInvited);
+        CHECK(d.message ==
+              "user alice has no open invitation to enroll; ask an admin to run "
+              "`twostep-enroll invite alice`");
+        CHECK_FALSE(h.store->findPendingEnrollment("alice"));
+    }
+    SECTION("an expired invitation is no invitation") {
+        Harness h;
+        h.store->putInvitation(Invitation{"alice", "admin", T - 100, T}, T - 100);
+        CHECK(h.decide(beginReview(), Endpoint::Mutate).reason == Reason::NotInvited);
+    }
+    SECTION("an enrolled user needs an invitation, even in open mode") {
+        Harness h(openMode());
+        h.enroll("alice");
+        const Decision d = h.decide(beginReview(), Endpoint::Mutate);
+        CHECK(d.reason == Reason::NotInvited);
+        CHECK(d.message ==
+              "user alice is enrolled already; to enroll a new device, ask an admin to run "
+              "`twostep-enroll invite alice`");
+    }
+    SECTION("open mode: any authenticated user not enrolled, for --self-enroll-ttl") {
+        Harness h(openMode());
+        const Begun begun = begin(h);
+        CHECK(h.store->findPendingEnrollment("alice")->expiresAt == T + 3600);
+        CHECK_FALSE(h.store->findPendingEnrollment("alice")->invited);
+        // Not authenticated, or anonymous: never trust on first use.
+        CHECK(h.decide(beginReview("bob", {"developers"}), Endpoint::Mutate).reason ==
+              Reason::NotInvited);
+        CHECK(h.decide(beginReview("system:anonymous",
+                                   {"system:unauthenticated", "system:authenticated"}),
+                       Endpoint::Mutate)
+                  .reason == Reason::NotInvited);
+        // The pending secret expires: confirming after the hour is refused.
+        h.clock.advance(3600);
+        CHECK(h.decide(confirmReview(codeOf(begun, T + 3600)), Endpoint::Mutate).reason ==
+              Reason::NoEnrollment);
+    }
+    SECTION("open mode with --self-enroll-group: members only") {
+        Harness h(openMode({"team-*"}));
+        CHECK(h.decide(beginReview("bob", {"developers", "system:authenticated"}),
+                       Endpoint::Mutate)
+                  .reason == Reason::NotInvited);
+        CHECK(h.decide(beginReview("carol", {"team-blue", "system:authenticated"}),
+                       Endpoint::Mutate)
+                  .reason == Reason::EnrollStarted);
+        // An invitation lets a non-member in.
+        h.store->putInvitation(Invitation{"bob", "admin", T, T + 60}, T);
+        CHECK(h.decide(beginReview("bob", {"developers", "system:authenticated"}),
+                       Endpoint::Mutate)
+                  .reason == Reason::EnrollStarted);
+    }
+    SECTION("off: nobody, invited or not") {
+        PolicyConfig config;
+        config.selfEnroll.mode = SelfEnrollMode::Off;
+        Harness h(config);
+        h.store->putInvitation(Invitation{"alice", "admin", T, T + 60}, T);
+        const Decision d = h.decide(beginReview(), Endpoint::Mutate);
+        CHECK(d.reason == Reason::NotInvited);
+        CHECK(d.message == "self-enrollment is turned off on this webhook; ask an admin to "
+                           "enroll you (`twostep-enroll add alice`)");
+    }
+    SECTION("a disabled user is refused") {
+        Harness h;
+        h.enroll("alice", UserState::Disabled);
+        h.store->putInvitation(Invitation{"alice", "admin", T, T + 60}, T);
+        CHECK(h.decide(beginReview(), Endpoint::Mutate).reason == Reason::Disabled);
+    }
+    SECTION("exempt users are let through untouched") {
+        Harness h(openMode());
+        const std::string body = beginReview("system:serviceaccount:ci:bot");
+        const ReviewOutcome outcome = h.post(body, Endpoint::Mutate);
+        CHECK(outcome.decision->reason == Reason::Exempt);
+        CHECK_FALSE(answeredVerb(outcome, body));
+    }
+}
+
+TEST_CASE("self-enrolment: /validate and dry runs make nothing", "[policy][enroll]") {
+    Harness h(openMode());
+    h.store->putInvitation(Invitation{"alice", "admin", T, T + 60}, T);
+    const Decision refused = h.decide(beginReview(), Endpoint::Validate);
+    CHECK(refused.reason == Reason::EnrollNeedsMutate);
+    CHECK(refused.message ==
+          "self-enrollment needs twostep's mutating webhook: ask an admin to send "
+          "SelfSubjectAccessReviews for /twostep.dev/ paths to /mutate (docs/admin-guide.md)");
+    CHECK(h.decide(confirmReview("123456"), Endpoint::Validate).reason ==
+          Reason::EnrollNeedsMutate);
+    CHECK_FALSE(h.store->findPendingEnrollment("alice"));
+
+    json dryRun = json::parse(beginReview());
+    dryRun["request"]["dryRun"] = true;
+    const ReviewOutcome outcome = h.post(dryRun.dump(), Endpoint::Mutate);
+    CHECK(outcome.decision->reason == Reason::DryRun);
+    CHECK_FALSE(answeredVerb(outcome, dryRun.dump()));
+    CHECK_FALSE(h.store->findPendingEnrollment("alice"));
+    CHECK(h.store->findInvitation("alice"));
+}
+
+TEST_CASE("self-enrolment: a second begin replaces the pending secret", "[policy][enroll]") {
+    Harness h;
+    h.store->putInvitation(Invitation{"alice", "admin", T, T + 600}, T);
+    const Begun first = begin(h);
+    const Begun second = begin(h);
+    CHECK(first.account.secretBase32 != second.account.secretBase32);
+    const Decision stale = h.decide(confirmReview(codeOf(first, T)), Endpoint::Mutate);
+    CHECK(stale.reason == Reason::WrongCode);
+    CHECK(h.decide(confirmReview(codeOf(second, T)), Endpoint::Mutate).reason ==
+          Reason::Enrolled);
+    CHECK(constantTimeEquals(h.sealer.open(h.user()->sealedSecret, "alice").bytes(),
+                             second.secret.bytes()));
+}
+
+TEST_CASE("self-enrolment: the invitation's end ends the pending secret", "[policy][enroll]") {
+    Harness h;
+    h.store->putInvitation(Invitation{"alice", "admin", T, T + 120}, T);
+    const Begun begun = begin(h);
+    SECTION("expiry") {
+        h.clock.advance(120);
+        const Decision d = h.decide(confirmReview(codeOf(begun, T + 120)), Endpoint::Mutate);
+        CHECK(d.reason == Reason::NoEnrollment);
+        CHECK(d.message == "user alice has no enrollment waiting for a code (it expired, or none "
+                           "was begun); run `kubectl twostep enroll` again");
+        CHECK_FALSE(h.user());
+    }
+    SECTION("uninvite") {
+        REQUIRE(h.store->removeInvitation("alice"));
+        CHECK(h.decide(confirmReview(codeOf(begun, T)), Endpoint::Mutate).reason ==
+              Reason::NoEnrollment);
+    }
+}
+
+TEST_CASE("self-enrolment: re-enrolment keeps the current secret until confirmed",
+          "[policy][enroll]") {
+    Harness h;
+    h.enroll("alice");  // TestSecret
+    REQUIRE(h.store->replaceRecoveryCodes("alice", {hashRecoveryCode("aaaa-bbbb-cccc-dddd")}, T));
+    h.store->putInvitation(Invitation{"alice", "admin", T, T + 600}, T);
+    const Begun begun = begin(h);
+    // The old phone still works while the new one is pending.
+    CHECK(h.decide(withToken("0004", std::string(FixtureCode))).reason == Reason::Verified);
+    h.clock.advance(30);
+    CHECK(h.decide(confirmReview(codeOf(begun, T + 30)), Endpoint::Mutate).reason ==
+          Reason::Enrolled);
+    h.clock.advance(30);
+    CHECK(h.decide(withToken("0004", codeAt(T + 60))).reason == Reason::WrongCode);
+    CHECK(h.decide(withToken("0004", "aaaa-bbbb-cccc-dddd")).reason == Reason::WrongCode);
+    CHECK(h.decide(withToken("0004", codeOf(begun, T + 60))).reason == Reason::Verified);
+}
+
+TEST_CASE("self-enrolment: wrong confirmation codes count toward the lockout",
+          "[policy][enroll][lockout]") {
+    SECTION("a user not enrolled yet: counted on the pending secret, kept across begins") {
+        Harness h(openMode());
+        begin(h);
+        const Decision malformed = h.decide(confirmReview("12345"), Endpoint::Mutate);
+        CHECK(malformed.reason == Reason::MalformedCode);
+        CHECK(malformed.message ==
+              "the confirmation's verb must hold the 6-digit code from your authenticator app");
+        CHECK(h.store->findPendingEnrollment("alice")->failures == 0);  // a typo is no guess
+        const Decision wrong = h.decide(confirmReview("000000"), Endpoint::Mutate);
+        CHECK(wrong.reason == Reason::WrongCode);
+        CHECK(wrong.message == "wrong two-step code for user alice (4 attempts left before a "
+                               "lockout); check that your device's clock is right");
+        for (int i = 0; i < 4; ++i) {
+            CHECK(h.decide(confirmReview("000000"), Endpoint::Mutate).reason ==
+                  Reason::WrongCode);
+        }
+        CHECK(h.decide(beginReview(), Endpoint::Mutate).reason == Reason::LockedOut);
+        h.clock.advance(60);
+        const Begun fresh = begin(h);
+        CHECK(h.decide(confirmReview(codeOf(fresh, T + 60)), Endpoint::Mutate).reason ==
+              Reason::Enrolled);
+    }
+    SECTION("an enrolled user: counted on the user, like any wrong code") {
+        PolicyConfig config;
+        config.lockout.maxFailures = 2;
+        Harness h(config);
+        h.enroll("alice");
+        h.store->putInvitation(Invitation{"alice", "admin", T, T + 600}, T);
+        const Begun begun = begin(h);
+        CHECK(h.decide(confirmReview("000000"), Endpoint::Mutate).reason == Reason::WrongCode);
+        CHECK(h.user()->failures == 1);
+        CHECK(h.decide(confirmReview("000000"), Endpoint::Mutate).reason == Reason::WrongCode);
+        REQUIRE(h.user()->isLocked(T));
+        // Locked: the right confirmation code and the old secret's code are both refused.
+        CHECK(h.decide(confirmReview(codeOf(begun, T)), Endpoint::Mutate).reason ==
+              Reason::LockedOut);
+        CHECK(h.decide(withToken("0004", std::string(FixtureCode))).reason == Reason::LockedOut);
+        CHECK(h.decide(beginReview(), Endpoint::Mutate).reason == Reason::LockedOut);
+    }
+}
+
+TEST_CASE("self-enrolment: a confirmation needs the pending secret's code", "[policy][enroll]") {
+    Harness h(openMode());
+    CHECK(h.decide(confirmReview("123456"), Endpoint::Mutate).reason == Reason::NoEnrollment);
+    const Begun begun = begin(h);
+    const Decision missing =
+        h.decide(enrollReview("/twostep.dev/enroll/confirm", std::nullopt), Endpoint::Mutate);
+    CHECK(missing.reason == Reason::MissingCode);
+    // Only /twostep.dev/enroll and /twostep.dev/enroll/confirm are enrolment.
+    CHECK(h.decide(enrollReview("/twostep.dev/enroll/other", "get"), Endpoint::Mutate).reason ==
+          Reason::NotProtected);
+    CHECK(h.decide(enrollReview("/twostep.dev/enrollment", "get"), Endpoint::Mutate).reason ==
+          Reason::NotProtected);
+    // A code two steps away is outside the window of 1.
+    CHECK(h.decide(confirmReview(codeOf(begun, T + 60)), Endpoint::Mutate).reason ==
+          Reason::WrongCode);
+    CHECK(h.decide(confirmReview(codeOf(begun, T - 30)), Endpoint::Mutate).reason ==
+          Reason::Enrolled);
+    // The offset of the confirming code is remembered: the phone is a step behind.
+    CHECK(h.user()->driftSteps == -1);
+}
+
+TEST_CASE("clock drift: the window follows the step where a user's codes verify",
+          "[policy][drift]") {
+    Harness h;
+    h.enroll("alice");
+    h.enroll("bob");  // the same secret, and no drift learned: the comparison
+    // A phone 40 s ahead: its code is one step ahead for the first 20 s of each step, two steps
+    // ahead for the last 10 s.
+    const auto phone = [&] { return codeAt(h.clock.now() + 40); };
+    h.clock.advance(5);  // T is a step boundary: the phone shows step +1
+    CHECK(h.decide(withToken("0004", phone())).reason == Reason::Verified);
+    CHECK(h.user()->driftSteps == 1);
+    h.clock.advance(50);  // 25 s into the next step: the phone shows +2
+    CHECK(h.decide(withToken("0004", phone())).reason == Reason::Verified);
+    CHECK(h.user()->driftSteps == 2);
+    const std::string bobsCode = phone();
+    json bobReview = json::parse(withToken("0004", bobsCode));
+    bobReview["request"]["userInfo"]["username"] = "bob";
+    CHECK(h.decide(bobReview.dump()).reason == Reason::WrongCode);  // outside ±1 around now
+    // The phone keeps working at every point of the next steps.
+    for (int i = 0; i < 12; ++i) {
+        h.clock.advance(10);
+        const Decision d = h.decide(withToken("0004", phone()));
+        INFO("at T+" << h.clock.now() - T);
+        CHECK((d.reason == Reason::Verified || d.reason == Reason::Replayed));
+    }
+    CHECK(h.user()->failures == 0);
+
+    // Only verified codes move it: wrong codes and replays leave it where it is.
+    const int learned = h.user()->driftSteps;
+    CHECK(h.decide(withToken("0004", "000000")).reason == Reason::WrongCode);
+    CHECK(h.user()->driftSteps == learned);
+}
+
+TEST_CASE("clock drift is bounded", "[policy][drift]") {
+    Harness h;
+    h.enroll("alice");
+    // Walk the phone's clock ahead a step at a time: the drift follows up to MaxDriftSteps.
+    for (int ahead = 1; ahead <= MaxDriftSteps + 1; ++ahead) {
+        h.clock.advance(30);
+        const Decision d =
+            h.decide(withToken("0004", codeAt(h.clock.now() + ahead * 30)));
+        INFO("ahead " << ahead);
+        CHECK(d.reason == Reason::Verified);
+        CHECK(h.user()->driftSteps == std::min(ahead, MaxDriftSteps));
+    }
+    // At the bound, a code further ahead than bound + window is refused.
+    h.clock.advance(30);
+    CHECK(h.decide(withToken("0004", codeAt(h.clock.now() + (MaxDriftSteps + 2) * 30))).reason ==
+          Reason::WrongCode);
+    CHECK(h.user()->driftSteps == MaxDriftSteps);
+    // And a device whose clock is put right is followed back (once its codes are newer than
+    // the last one used).
+    h.clock.advance(4 * 30);
+    CHECK(h.decide(withToken("0004", codeAt(h.clock.now() + 2 * 30))).reason == Reason::Verified);
+    CHECK(h.user()->driftSteps == 2);
 }
