@@ -44,6 +44,10 @@ constexpr std::array Flags{
     FlagSpec{"unenrolled", "deny|allow", "what happens to users who are not enrolled (default deny)"},
     FlagSpec{"grant-ttl", "DURATION", "after a verified change, allow the user's changes for this long without a code (default 0: none)"},
     FlagSpec{"grant-max-ttl", "DURATION", "longest grant an unlock may open (default 15m)"},
+    FlagSpec{"self-enroll", "invite|open|off", "who may enroll themselves with `kubectl twostep enroll`: invited users, also anyone not enrolled yet, or nobody (default invite)"},
+    FlagSpec{"self-enroll-group", "GLOB", "with --self-enroll=open, only members of a matching group enroll without an invitation (repeatable)", true},
+    FlagSpec{"self-enroll-ttl", "DURATION", "with --self-enroll=open, how long a new secret waits for its first code (default 1h)"},
+    FlagSpec{"issuer", "NAME", "the issuer authenticator apps show for self-enrolled users (default twostep)"},
     FlagSpec{"lockout-failures", "N", "consecutive failures that lock a user out (default 5)"},
     FlagSpec{"lockout-base", "DURATION", "first lockout length, doubling with each further one (default 1m)"},
     FlagSpec{"lockout-max", "DURATION", "longest lockout (default 1h)"},
@@ -422,6 +426,30 @@ ServerConfig ServerConfig::from(const Poco::Util::AbstractConfiguration& config)
     }
     if (auto v = in.get("grant-max-ttl")) {
         policy.grantMaxTtl = secondsIn(*v, 1s, 24h);
+    }
+    if (auto v = in.get("self-enroll")) {
+        if (v->text == "invite") {
+            policy.selfEnroll.mode = core::SelfEnrollMode::Invite;
+        } else if (v->text == "open") {
+            policy.selfEnroll.mode = core::SelfEnrollMode::Open;
+        } else if (v->text == "off") {
+            policy.selfEnroll.mode = core::SelfEnrollMode::Off;
+        } else {
+            fail(*v, "must be invite, open or off");
+        }
+    }
+    for (const RawValue& v : in.list("self-enroll-group")) {
+        policy.selfEnroll.openGroups.push_back(nonEmpty(v));
+    }
+    if (!policy.selfEnroll.openGroups.empty() &&
+        policy.selfEnroll.mode != core::SelfEnrollMode::Open) {
+        throw ConfigError("--self-enroll-group applies only with --self-enroll=open");
+    }
+    if (auto v = in.get("self-enroll-ttl")) {
+        policy.selfEnroll.openTtl = secondsIn(*v, 1min, 24h);
+    }
+    if (auto v = in.get("issuer")) {
+        policy.selfEnroll.issuer = nonEmpty(*v);
     }
     if (auto v = in.get("lockout-failures")) {
         policy.lockout.maxFailures = intIn(*v, 1, 1000);

@@ -225,3 +225,35 @@ TEST_CASE("ServerConfig::from: --header-timeout", "[config]") {
                       "invalid TWOSTEP_HEADER_TIMEOUT '1d': expected a duration like 90s, 15m, "
                       "1h or a number of seconds");
 }
+
+TEST_CASE("ServerConfig::from: self-enrolment flags", "[config][enroll]") {
+    using twostep::core::SelfEnrollMode;
+    const ServerConfig defaults = ServerConfig::from(*configOf({}));
+    CHECK(defaults.policy.selfEnroll.mode == SelfEnrollMode::Invite);
+    CHECK(defaults.policy.selfEnroll.openGroups.empty());
+    CHECK(defaults.policy.selfEnroll.openTtl == 3600);
+    CHECK(defaults.policy.selfEnroll.issuer == "twostep");
+
+    const ServerConfig open = ServerConfig::from(*configOf({
+        {"twostep.self-enroll", "open"},
+        {"twostep.self-enroll-group[0]", "team-*"},
+        {"twostep.self-enroll-group[1]", "ops"},
+        {"twostep.self-enroll-ttl", "15m"},
+        {"twostep.issuer", "prod cluster"},
+    }));
+    CHECK(open.policy.selfEnroll.mode == SelfEnrollMode::Open);
+    CHECK(open.policy.selfEnroll.openGroups == std::vector<std::string>{"team-*", "ops"});
+    CHECK(open.policy.selfEnroll.openTtl == 900);
+    CHECK(open.policy.selfEnroll.issuer == "prod cluster");
+    CHECK(ServerConfig::from(*configOf({{"system.env.TWOSTEP_SELF_ENROLL", "off"}}))
+              .policy.selfEnroll.mode == SelfEnrollMode::Off);
+
+    CHECK_THROWS_WITH(ServerConfig::from(*configOf({{"twostep.self-enroll", "always"}})),
+                      "invalid --self-enroll 'always': must be invite, open or off");
+    CHECK_THROWS_WITH(ServerConfig::from(*configOf({{"twostep.self-enroll-group[0]", "ops"}})),
+                      "--self-enroll-group applies only with --self-enroll=open");
+    CHECK_THROWS_WITH(ServerConfig::from(*configOf({{"twostep.self-enroll-ttl", "10s"}})),
+                      "invalid --self-enroll-ttl '10s': must be from 60s to 86400s");
+    CHECK_THROWS_WITH(ServerConfig::from(*configOf({{"twostep.issuer", ""}})),
+                      "invalid --issuer '': must not be empty");
+}
