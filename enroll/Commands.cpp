@@ -238,6 +238,7 @@ Json userJson(const core::User& user, Seconds now) {
     j["grant_open"] = user.hasGrant(now);
     j["grant_until"] = timeOrNull(user.hasGrant(now), user.grantUntil);
     j["recovery_codes_left"] = user.recoveryCodesLeft;
+    j["drift_steps"] = user.driftSteps;
     j["created_at"] = formatTime(user.createdAt);
     j["updated_at"] = formatTime(user.updatedAt);
     return j;
@@ -278,6 +279,63 @@ void printTable(std::ostream& out, const std::vector<std::vector<std::string>>& 
 std::string orDash(bool present, const std::optional<Seconds>& time) {
     return present && time ? formatTime(*time) : "-";
 }
+
+/// "0", "+1 step (+30s)", "-2 steps (-60s)": how far the user's device clock is off, as learned
+/// from their last verified code.
+std::string driftText(int steps, int period) {
+    if (steps == 0) {
+        return "0";
+    }
+    const std::string sign = steps > 0 ? "+" : "-";
+    const int magnitude = steps > 0 ? steps : -steps;
+    return sign + std::to_string(magnitude) + (magnitude == 1 ? " step (" : " steps (") + sign +
+           std::to_string(magnitude * period) + "s)";
+}
+
+/// The open invitation and the enrolment waiting for a code, as list and show print them.
+struct SelfEnrollment {
+    std::optional<core::Invitation> invitation;  ///< open ones only
+    std::optional<core::PendingEnrollment> pending;  ///< open ones only
+
+    static SelfEnrollment of(core::Store& store, std::string_view username, Seconds now) {
+        SelfEnrollment state;
+        if (auto invitation = store.findInvitation(username); invitation && invitation->isOpen(now)) {
+            state.invitation = std::move(invitation);
+        }
+        if (auto pending = store.findPendingEnrollment(username); pending && pending->isOpen(now)) {
+            state.pending = std::move(pending);
+        }
+        return state;
+    }
+
+    std::string invitationText() const {
+        if (!invitation) {
+            return "-";
+        }
+        return "open until " + formatTime(invitation->expiresAt) +
+               (invitation->invitedBy.empty() ? "" : " (by " + invitation->invitedBy + ")");
+    }
+
+    std::string pendingText() const {
+        if (!pending) {
+            return "-";
+        }
+        return "waits for its first code until " + formatTime(pending->expiresAt);
+    }
+
+    Json json() const {
+        Json j;
+        j["invitation"] = invitation ? Json{{"expires_at", formatTime(invitation->expiresAt)},
+                                            {"invited_by", invitation->invitedBy},
+                                            {"created_at", formatTime(invitation->createdAt)}}
+                                     : Json(nullptr);
+        j["pending_enrollment"] = pending ? Json{{"expires_at", formatTime(pending->expiresAt)},
+                                                 {"created_at", formatTime(pending->createdAt)},
+                                                 {"invited", pending->invited}}
+                                          : Json(nullptr);
+        return j;
+    }
+};
 
 // ---- provisioning (add, reset) -------------------------------------------------------------
 
@@ -625,51 +683,95 @@ int cmdList(const Invocation& inv) {
     std::sort(users.begin(), users.end(),
               [](const core::User& a, const core::User& b) { return a.username < b.username; });
     const Seconds now = inv.env.clock.now();
+    std::vector<core::Invitation> invitations = store->listInvitations();
+    std::erase_if(invitations, [&](const core::Invitation& i) { return !i.isOpen(now); });
     if (inv.args.has("json")) {
         Json list = Json::array();
         for (const auto& user : users) {
             list.push_back(userJson(user, now));
         }
-        printJson(inv.env.out, Json{{"users", list}});
+        Json invited = Json::array();
+        for (const auto& invitation : invitations) {
+            const SelfEnrollment state = SelfEnrollment::of(*store, invitation.username, now);
+            Json j{{"username", invitation.username}};
+            j.update(state.json());
+            invited.push_back(std::move(j));
+        }
+        printJson(inv.env.out, Json{{"users", list}, {"invitations", invited}});
         return ExitOk;
     }
-    if (users.empty()) {
-        inv.env.err << "no users are enrolled (add one with `twostep-enroll add USER`)\n";
+    if (users.empty() && invitations.empty()) {
+        inv.env.err << "no users are enrolled (add one with `twostep-enroll add USER`, or invite "
+                       "one with `twostep-enroll invite USER`)\n";
         return ExitOk;
     }
-    std::vector<std::vector<std::string>> rows = {
-        {"USER", "STATE", "TOTP", "LOCKED UNTIL", "GRANT UNTIL", "RECOVERY CODES"}};
-    for (const auto& user : users) {
-        rows.push_back({user.username, std::string(core::toString(user.state)),
-                        totpSummary(user.params), orDash(user.isLocked(now), user.lockedUntil),
-                        orDash(user.hasGrant(now), user.grantUntil),
-                        std::to_string(user.recoveryCodesLeft)});
+    if (!users.empty()) {
+        std::vector<std::vector<std::string>> rows = {
+            {"USER", "STATE", "TOTP", "LOCKED UNTIL", "GRANT UNTIL", "RECOVERY CODES"}};
+        for (const auto& user : users) {
+            rows.push_back({user.username, std::string(core::toString(user.state)),
+                            totpSummary(user.params),
+                            orDash(user.isLocked(now), user.lockedUntil),
+                            orDash(user.hasGrant(now), user.grantUntil),
+                            std::to_string(user.recoveryCodesLeft)});
+        }
+        printTable(inv.env.out, rows);
     }
-    printTable(inv.env.out, rows);
+    if (!invitations.empty()) {
+        if (!users.empty()) {
+            inv.env.out << '\n';
+        }
+        std::vector<std::vector<std::string>> rows = {
+            {"INVITED", "UNTIL", "BY", "NEW SECRET"}};
+        for (const auto& invitation : invitations) {
+            const SelfEnrollment state = SelfEnrollment::of(*store, invitation.username, now);
+            rows.push_back({invitation.username, formatTime(invitation.expiresAt),
+                            invitation.invitedBy.empty() ? "-" : invitation.invitedBy,
+                            state.pending ? "waiting for its first code" : "-"});
+        }
+        printTable(inv.env.out, rows);
+    }
     return ExitOk;
 }
 
 int cmdShow(const Invocation& inv) {
     auto store = openExistingStore(inv);
-    const core::User user = requireUser(*store, inv.arg(0));
+    const std::string& username = inv.arg(0);
     const Seconds now = inv.env.clock.now();
+    const std::optional<core::User> user = store->findUser(username);
+    const SelfEnrollment self = SelfEnrollment::of(*store, username, now);
+    if (!user && !self.invitation && !self.pending) {
+        throw Error(notEnrolled(username));
+    }
     if (inv.args.has("json")) {
-        printJson(inv.env.out, userJson(user, now));
+        Json j = user ? userJson(*user, now) : Json{{"username", username}, {"state", nullptr}};
+        j.update(self.json());
+        printJson(inv.env.out, j);
+        return ExitOk;
+    }
+    if (!user) {
+        printTable(inv.env.out, {{"user:", username},
+                                 {"state:", "not enrolled"},
+                                 {"invitation:", self.invitationText()},
+                                 {"new secret:", self.pendingText()}});
         return ExitOk;
     }
     printTable(inv.env.out,
-               {{"user:", user.username},
-                {"state:", std::string(core::toString(user.state))},
-                {"issuer:", user.issuer},
-                {"algorithm:", std::string(core::toString(user.params.algorithm))},
-                {"digits:", std::to_string(user.params.digits)},
-                {"period:", std::to_string(user.params.period) + "s"},
-                {"failures:", std::to_string(user.failures)},
-                {"locked until:", orDash(user.isLocked(now), user.lockedUntil)},
-                {"grant until:", orDash(user.hasGrant(now), user.grantUntil)},
-                {"recovery codes:", std::to_string(user.recoveryCodesLeft) + " left"},
-                {"created:", formatTime(user.createdAt)},
-                {"updated:", formatTime(user.updatedAt)}});
+               {{"user:", user->username},
+                {"state:", std::string(core::toString(user->state))},
+                {"issuer:", user->issuer},
+                {"algorithm:", std::string(core::toString(user->params.algorithm))},
+                {"digits:", std::to_string(user->params.digits)},
+                {"period:", std::to_string(user->params.period) + "s"},
+                {"clock drift:", driftText(user->driftSteps, user->params.period)},
+                {"failures:", std::to_string(user->failures)},
+                {"locked until:", orDash(user->isLocked(now), user->lockedUntil)},
+                {"grant until:", orDash(user->hasGrant(now), user->grantUntil)},
+                {"recovery codes:", std::to_string(user->recoveryCodesLeft) + " left"},
+                {"invitation:", self.invitationText()},
+                {"new secret:", self.pendingText()},
+                {"created:", formatTime(user->createdAt)},
+                {"updated:", formatTime(user->updatedAt)}});
     return ExitOk;
 }
 
@@ -856,6 +958,60 @@ int cmdAudit(const Invocation& inv) {
                         object.empty() ? "-" : object, e.decision, e.reason});
     }
     printTable(inv.env.out, rows);
+    return ExitOk;
+}
+
+int cmdInvite(const Invocation& inv) {
+    const std::string& username = inv.arg(0);
+    if (auto problem = usernameProblem(username)) {
+        throw UsageError(*problem);
+    }
+    Seconds ttl = 24 * 3600;
+    if (const auto text = inv.args.value("ttl")) {
+        const auto parsed = parseDuration(*text);
+        if (!parsed || *parsed < 60 || *parsed > 30 * 24 * 3600) {
+            throw UsageError("--ttl must be a span from 1m to 30d, like 30m, 24h or 7d, not '" +
+                             *text + "'");
+        }
+        ttl = *parsed;
+    }
+    auto store = openExistingStore(inv);
+    const std::optional<core::User> user = store->findUser(username);
+    if (user && user->state == core::UserState::Disabled) {
+        throw Error("user '" + username +
+                    "' is disabled; enable them first (`twostep-enroll enable " +
+                    shellQuote(username) + "`) if they are to enroll a new device");
+    }
+    const Seconds now = inv.env.clock.now();
+    const bool renewed = store->findInvitation(username).has_value();
+    store->putInvitation(core::Invitation{username, actor(inv), now, now + ttl}, now);
+    recordAdmin(inv, *store, "invite", username, now);
+    std::ostream& out = inv.env.out;
+    out << (renewed ? "renewed the invitation of user '" : "invited user '") << username
+        << "' to enroll until " << formatTime(now + ttl) << '\n';
+    out << "they run `kubectl twostep enroll` as themselves: the webhook gives the new secret to "
+           "them alone (you never see it)\n";
+    if (user) {
+        out << "their current secret keeps working until they confirm the new one\n";
+    }
+    if (renewed) {
+        out << "a secret begun under the earlier invitation was discarded: they run `kubectl "
+               "twostep enroll` again\n";
+    }
+    return ExitOk;
+}
+
+int cmdUninvite(const Invocation& inv) {
+    const std::string& username = inv.arg(0);
+    auto store = openExistingStore(inv);
+    const Seconds now = inv.env.clock.now();
+    const std::optional<core::Invitation> invitation = store->findInvitation(username);
+    if (!store->removeInvitation(username) || !invitation || !invitation->isOpen(now)) {
+        throw Error("user '" + username + "' has no open invitation (see `twostep-enroll list`)");
+    }
+    recordAdmin(inv, *store, "uninvite", username, now);
+    inv.env.out << "ended the invitation of user '" << username
+                << "' (a secret they began and did not confirm is discarded)\n";
     return ExitOk;
 }
 

@@ -38,5 +38,7 @@ int cmdRevoke(const Invocation& inv);
 int cmdRecoveryCodes(const Invocation& inv);
 int cmdAudit(const Invocation& inv);
 int cmdRotateKey(const Invocation& inv);
+int cmdInvite(const Invocation& inv);
+int cmdUninvite(const Invocation& inv);
 
 }  // namespace twostep::enroll

@@ -94,12 +94,17 @@ const std::vector<Command>& commands() {
          "matches, makes the user active and marks that step used, in one atomic update.",
          {},
          cmdConfirm},
-        {"list", "", 0, 0, "list users with their state, lock, grant and recovery codes",
+        {"list", "", 0, 0, "list users (state, lock, grant, recovery codes) and invitations",
          "One line per user: state, TOTP parameters (algorithm/digits/period), until when a\n"
-         "lockout or an open grant lasts (- when none), and recovery codes left.",
+         "lockout or an open grant lasts (- when none), and recovery codes left. Then one line\n"
+         "per open invitation: until when it lasts, who made it, and whether a new secret waits\n"
+         "for its first code.",
          {JsonOption},
          cmdList},
-        {"show", "USER", 1, 1, "show one user", "The details `list` shows, for one user.",
+        {"show", "USER", 1, 1, "show one user",
+         "The details `list` shows, for one user, and their clock drift: how many time steps\n"
+         "their device is off, as learned from their last verified code (the webhook centres the\n"
+         "next check on it). Also an open invitation and a secret waiting to be confirmed.",
          {JsonOption},
          cmdShow},
         {"disable", "USER", 1, 1, "deny every protected request of a user",
@@ -144,6 +149,19 @@ const std::vector<Command>& commands() {
           {"limit", true, "N", "at most N events (default 100)"},
           JsonOption},
          cmdAudit},
+        {"invite", "USER", 1, 1, "let a user enroll themselves (kubectl twostep enroll)",
+         "Opens a self-enrollment window for USER: with `kubectl twostep enroll` they get a new\n"
+         "secret from the webhook, in the answer to their own request, so no admin sees it. For\n"
+         "a new user, or an enrolled one with a new device (their current secret keeps working\n"
+         "until they confirm the new one). Inviting again renews the window and discards a\n"
+         "secret begun under the old one. Check who is asking before you invite: whoever holds\n"
+         "USER's Kubernetes credentials can enroll during the window.",
+         {{"ttl", true, "SPAN", "how long the invitation lasts, 1m..30d (default 24h)"}},
+         cmdInvite},
+        {"uninvite", "USER", 1, 1, "end an invitation",
+         "Ends USER's open invitation; a secret they began and have not confirmed is discarded.",
+         {},
+         cmdUninvite},
         {"rotate-key", "", 0, 0, "re-seal every secret under a new master key",
          "Re-seals every secret under the key in --new-master-key-file, in one transaction, and\n"
          "records its fingerprint. When FILE does not exist a new key is created there (mode\n"

@@ -105,7 +105,7 @@ TEST_CASE("help is available for the tool and every command", "[enroll][help]") 
     CHECK(tool.code == 0);
     for (const char* command : {"init", "add", "import", "confirm", "list", "show", "disable",
                                 "enable", "remove", "reset", "unlock", "revoke", "recovery-codes",
-                                "audit", "rotate-key"}) {
+                                "audit", "rotate-key", "invite", "uninvite"}) {
         INFO(command);
         CHECK(tool.out.find(std::string("  ") + command + " ") != std::string::npos);
         const CliResult help = cli.run({"help", command});
@@ -453,9 +453,11 @@ TEST_CASE("list and show report state, locks, grants and recovery codes", "[enro
     const CliResult empty = t.cli.run({"list"});
     CHECK(empty.code == 0);
     CHECK(empty.out.empty());
-    CHECK(empty.err == "no users are enrolled (add one with `twostep-enroll add USER`)\n");
+    CHECK(empty.err == "no users are enrolled (add one with `twostep-enroll add USER`, or invite "
+                       "one with `twostep-enroll invite USER`)\n");
     CHECK(parseJson(t.cli.run({"list", "--json"}).out) ==
-          nlohmann::json{{"users", nlohmann::json::array()}});
+          nlohmann::json{{"users", nlohmann::json::array()},
+                         {"invitations", nlohmann::json::array()}});
 
     t.add("alice", {"--active"});
     t.add("bob", {"--digits", "8", "--algorithm", "SHA512"});
@@ -494,7 +496,11 @@ TEST_CASE("list and show report state, locks, grants and recovery codes", "[enro
     CHECK(bob.at("algorithm") == "SHA512");
     CHECK(json.dump().find("secret") == std::string::npos);
 
-    const auto shown = parseJson(t.cli.run({"show", "bob", "--json"}).out);
+    auto shown = parseJson(t.cli.run({"show", "bob", "--json"}).out);
+    CHECK(shown.at("invitation") == nullptr);
+    CHECK(shown.at("pending_enrollment") == nullptr);
+    shown.erase("invitation");
+    shown.erase("pending_enrollment");
     CHECK(shown == bob);
     const CliResult show = t.cli.run({"show", "alice"});
     CHECK(show.code == 0);
@@ -855,4 +861,123 @@ TEST_CASE("global options work before or after the command and beat the environm
     CHECK(users({"--db", t.cli.db().string(), "list", "--json"}) == 1);
     CHECK(users({"list", "--json", "--db=" + t.cli.db().string()}) == 1);
     CHECK(users({"list", "--json", "--db", "sqlite:" + t.cli.db().string()}) == 1);
+}
+
+TEST_CASE("invite, list, show and uninvite self-enrolment windows", "[enroll][invite]") {
+    Initialised t;
+    const auto now = t.cli.clock().now();  // 2023-11-14T22:13:20Z
+    const CliResult invited = t.cli.run({"invite", "carol"});
+    INFO(invited.err);
+    REQUIRE(invited.code == 0);
+    CHECK(invited.out ==
+          "invited user 'carol' to enroll until 2023-11-15T22:13:20Z\n"
+          "they run `kubectl twostep enroll` as themselves: the webhook gives the new secret to "
+          "them alone (you never see it)\n");
+    const auto invitation = t.store()->findInvitation("carol");
+    REQUIRE(invitation);
+    CHECK(invitation->expiresAt == now + 86400);
+    CHECK_FALSE(invitation->invitedBy.empty());
+
+    // An enrolled user keeps their secret until they confirm a new one; --ttl sets the window.
+    t.add("alice", {"--active"});
+    const CliResult again = t.cli.run({"invite", "alice", "--ttl", "30m"});
+    REQUIRE(again.code == 0);
+    CHECK(again.out.find("until 2023-11-14T22:43:20Z\n") != std::string::npos);
+    CHECK(again.out.find("their current secret keeps working until they confirm the new one\n") !=
+          std::string::npos);
+
+    // A secret alice began waits for its first code: list and show say so.
+    twostep::core::PendingEnrollment pending;
+    pending.username = "alice";
+    pending.sealedSecret = "sealed";
+    pending.issuer = "twostep";
+    pending.invited = true;
+    REQUIRE(t.store()->beginEnrollment(pending, now));
+    const CliResult list = t.cli.run({"list"});
+    REQUIRE(list.code == 0);
+    CHECK(list.out.find("\n\n"
+                        "INVITED  UNTIL                 BY") != std::string::npos);
+    CHECK(list.out.find("alice    2023-11-14T22:43:20Z") != std::string::npos);
+    CHECK(list.out.find("waiting for its first code\n") != std::string::npos);
+    CHECK(list.out.find("carol    2023-11-15T22:13:20Z") != std::string::npos);
+    const auto json = parseJson(t.cli.run({"list", "--json"}).out);
+    REQUIRE(json.at("invitations").size() == 2);
+    CHECK(json.at("invitations").at(0).at("username") == "alice");
+    CHECK(json.at("invitations").at(0).at("pending_enrollment").at("expires_at") ==
+          "2023-11-14T22:43:20Z");
+    CHECK(json.at("invitations").at(1).at("pending_enrollment") == nullptr);
+    CHECK(json.dump().find("sealed") == std::string::npos);
+
+    const CliResult show = t.cli.run({"show", "alice"});
+    CHECK(show.out.find("clock drift:     0\n") != std::string::npos);
+    CHECK(show.out.find("invitation:      open until 2023-11-14T22:43:20Z (by ") !=
+          std::string::npos);
+    CHECK(show.out.find("new secret:      waits for its first code until 2023-11-14T22:43:20Z\n") !=
+          std::string::npos);
+    // An invited user who is not enrolled yet can be shown too.
+    const CliResult carol = t.cli.run({"show", "carol"});
+    REQUIRE(carol.code == 0);
+    CHECK(carol.out.find("state:       not enrolled\n") != std::string::npos);
+    const auto carolJson = parseJson(t.cli.run({"show", "carol", "--json"}).out);
+    CHECK(carolJson.at("state") == nullptr);
+    CHECK(carolJson.at("invitation").at("expires_at") == "2023-11-15T22:13:20Z");
+
+    // uninvite ends it and discards the pending secret.
+    const CliResult ended = t.cli.run({"uninvite", "alice"});
+    REQUIRE(ended.code == 0);
+    CHECK(ended.out == "ended the invitation of user 'alice' (a secret they began and did not "
+                       "confirm is discarded)\n");
+    CHECK_FALSE(t.store()->findPendingEnrollment("alice"));
+    CHECK(t.store()->findUser("alice"));  // the user and their secret stay
+    const CliResult none = t.cli.run({"uninvite", "alice"});
+    CHECK(none.code == 1);
+    CHECK(none.err == "error: user 'alice' has no open invitation (see `twostep-enroll list`)\n");
+
+    // Expired invitations are not listed.
+    t.cli.clock().advance(86400);
+    CHECK(parseJson(t.cli.run({"list", "--json"}).out).at("invitations").empty());
+
+    // Every step is in the audit log.
+    const auto audit = parseJson(t.cli.run({"audit", "--json"}).out).at("events");
+    std::multiset<std::string> operations;
+    for (const auto& event : audit) {
+        operations.insert(event.at("operation").get<std::string>());
+    }
+    CHECK(operations.count("enroll:invite") == 2);
+    CHECK(operations.count("enroll:uninvite") == 1);
+}
+
+TEST_CASE("invite refuses bad input", "[enroll][invite]") {
+    Initialised t;
+    const CliResult ttl = t.cli.run({"invite", "carol", "--ttl", "90d"});
+    CHECK(ttl.code == 2);
+    CHECK(ttl.err.find("--ttl must be a span from 1m to 30d, like 30m, 24h or 7d, not '90d'") !=
+          std::string::npos);
+    CHECK(t.cli.run({"invite", "carol", "--ttl", "10s"}).code == 2);
+    CHECK(t.cli.run({"invite", " carol"}).code == 2);
+    t.add("dave", {"--active"});
+    REQUIRE(t.cli.run({"disable", "dave"}).code == 0);
+    const CliResult disabled = t.cli.run({"invite", "dave"});
+    CHECK(disabled.code == 1);
+    CHECK(disabled.err == "error: user 'dave' is disabled; enable them first (`twostep-enroll "
+                          "enable dave`) if they are to enroll a new device\n");
+    CHECK_FALSE(t.store()->findInvitation("dave"));
+}
+
+TEST_CASE("show prints the clock drift the webhook learned", "[enroll][drift]") {
+    Initialised t;
+    t.add("alice", {"--active"});
+    const auto now = t.cli.clock().now();
+    REQUIRE(t.store()->acceptStep("alice", now / 30 + 2, twostep::core::UserState::Active, now,
+                                  2));
+    CHECK(t.cli.run({"show", "alice"}).out.find("clock drift:     +2 steps (+60s)\n") !=
+          std::string::npos);
+    CHECK(parseJson(t.cli.run({"show", "alice", "--json"}).out).at("drift_steps") == 2);
+    REQUIRE(t.store()->acceptStep("alice", now / 30 + 3, twostep::core::UserState::Active, now,
+                                  -1));
+    CHECK(t.cli.run({"show", "alice"}).out.find("clock drift:     -1 step (-30s)\n") !=
+          std::string::npos);
+    // A reset starts over.
+    REQUIRE(t.cli.run({"reset", "alice", "--no-qr"}).code == 0);
+    CHECK(t.cli.run({"show", "alice"}).out.find("clock drift:     0\n") != std::string::npos);
 }
