@@ -37,6 +37,24 @@ case $1 in
         done
         exit "${FAKE_ANNOTATE_RC:-0}" ;;
     create)
+        # Self-enrolment reviews: print the verb as `-o jsonpath=...` would, as twostep answers
+        # it (FAKE_BEGIN_ANSWER, FAKE_CONFIRM_ANSWER), or unchanged when twostep is not there.
+        case $(cat "$FAKE_LOG/$n.stdin") in
+            *'path: "/twostep.dev/enroll'*)
+                if [ -n "${FAKE_DENY:-}" ]; then
+                    echo 'Error from server: admission webhook "unlock.twostep.dev" denied the request: user alice has no open invitation to enroll; ask an admin to run `twostep-enroll invite alice`' >&2
+                    exit 1
+                fi
+                verb=$(sed -n 's/^    verb: "\(.*\)"$/\1/p' "$FAKE_LOG/$n.stdin")
+                case $(cat "$FAKE_LOG/$n.stdin") in
+                    *'path: "/twostep.dev/enroll/confirm"'*) answer=${FAKE_CONFIRM_ANSWER:-$verb} ;;
+                    *) answer=${FAKE_BEGIN_ANSWER:-$verb}
+                       [ -z "${FAKE_BEGIN_ANSWER:-}" ] ||
+                           echo 'Warning: scan the secret, then confirm with the first code before 2030-01-02T00:00:00Z' >&2 ;;
+                esac
+                printf '%s' "$answer"
+                exit 0 ;;
+        esac
         if [ -n "${FAKE_DENY:-}" ]; then
             echo 'Error from server: admission webhook "twostep.dev" denied the request: wrong two-step code for user alice (1 of 5 before a lockout); check that your device'"'"'s clock is right' >&2
             exit 1
@@ -270,6 +288,89 @@ web-0
 sh
 -c
 echo --code 1 \"a b\""
+
+# --- enroll ---------------------------------------------------------------------------------
+uri='otpauth://totp/twostep:alice?secret=JBSWY3DPEHPK3PXP&issuer=twostep&algorithm=SHA1&digits=6&period=30'
+recovery='k7qm-2xvd-9fhw-c3tp abcd-efgh-jkmn-pqrs'
+# No qrencode on this PATH: the URI and a hint instead of the QR code.
+mkdir -p "$work/noqr"
+for tool in sh sed grep cat head mktemp rm printf ls tr; do
+    ln -sf "$(command -v "$tool")" "$work/noqr/$tool" 2>/dev/null || true
+done
+ln -sf "$work/bin/kubectl" "$work/noqr/kubectl"
+reset_log
+printf '123456\n' | FAKE_BEGIN_ANSWER=$uri FAKE_CONFIRM_ANSWER=$recovery PATH="$work/noqr" \
+    "$work/noqr/sh" "$plugin" enroll >"$work/out" 2>"$work/err"
+rc=$?
+out=$(cat "$work/out")
+err=$(cat "$work/err")
+expect_eq "enroll exits 0" "$rc" 0
+expect_eq "enroll makes two reviews" "$(calls)" 2
+expect_eq "the begin review skips kubectl's schema check and reads the verb back" "$(args_of 1)" \
+    "create --validate=false -f - -o jsonpath={.spec.nonResourceAttributes.verb}"
+expect_contains "the begin review asks for /twostep.dev/enroll" "$(cat "$FAKE_LOG/1.stdin")" \
+    'path: "/twostep.dev/enroll"'
+expect_contains "without qrencode the URI is shown" "$out" "$uri"
+expect_contains "with a hint to install qrencode" "$out" "install qrencode to see it as a QR code"
+expect_contains "the deadline comes from the webhook" "$err" \
+    "Confirm with the first code before 2030-01-02T00:00:00Z."
+review=$(cat "$FAKE_LOG/2.stdin")
+expect_contains "the confirmation goes to /twostep.dev/enroll/confirm" "$review" \
+    'path: "/twostep.dev/enroll/confirm"'
+expect_contains "with the code as the verb" "$review" 'verb: "123456"'
+expect_contains "the recovery codes are shown" "$out" "  k7qm-2xvd-9fhw-c3tp
+  abcd-efgh-jkmn-pqrs"
+expect_contains "once, with a warning to keep them" "$out" "they are not shown again"
+
+# With qrencode: the QR code, fed the URI on stdin (never on a command line, where `ps` shows it).
+cat >"$work/bin/qrencode" <<'EOF'
+#!/bin/sh
+printf '%s\n' "$@" >"$FAKE_LOG/qrencode.argv"
+printf '[QR of %s]\n' "$(cat)"
+EOF
+chmod +x "$work/bin/qrencode"
+reset_log
+FAKE_BEGIN_ANSWER=$uri run enroll begin </dev/null
+expect_eq "enroll begin exits 0" "$rc" 0
+expect_eq "enroll begin makes one review" "$(calls)" 1
+expect_contains "qrencode draws the URI" "$out" "[QR of $uri]"
+expect_eq "qrencode draws for a terminal, the URI not in its arguments" \
+    "$(tr '\n' ' ' <"$FAKE_LOG/qrencode.argv")" "-t ansiutf8 "
+expect_contains "enroll begin says how to go on" "$out" "Then run: kubectl twostep enroll confirm"
+reset_log
+FAKE_BEGIN_ANSWER=$uri run enroll begin --print-uri </dev/null
+expect_eq "--print-uri prints just the URI" "$(printf '%s\n' "$out" | head -n 1)" "$uri"
+expect_not_contains "--print-uri draws no QR code" "$out" "[QR of"
+rm "$work/bin/qrencode"
+
+reset_log
+FAKE_CONFIRM_ANSWER=$recovery run enroll confirm --code 87654321 </dev/null
+expect_eq "enroll confirm exits 0" "$rc" 0
+expect_eq "enroll confirm makes one review" "$(calls)" 1
+expect_contains "enroll confirm sends the code" "$(cat "$FAKE_LOG/1.stdin")" 'verb: "87654321"'
+
+# Refusals: the webhook's message, exit 1; twostep not answering is not taken for success.
+reset_log
+FAKE_DENY=1 run enroll </dev/null
+expect_eq "a refused enroll exits 1" "$rc" 1
+expect_contains "a refused enroll shows whom to ask" "$err" "twostep-enroll invite alice"
+expect_contains "a refused enroll says so" "$err" "enrollment refused"
+expect_eq "a refused begin asks for no code" "$(calls)" 1
+reset_log
+run enroll --code 123456 </dev/null
+expect_eq "an unanswered begin exits 1" "$rc" 1
+expect_contains "an unanswered begin says twostep did not answer" "$err" \
+    "twostep did not answer the enrollment review"
+expect_eq "an unanswered begin confirms nothing" "$(calls)" 1
+reset_log
+run enroll confirm --code 123456 </dev/null
+expect_eq "an unanswered confirmation exits 1" "$rc" 1
+expect_not_contains "and shows no recovery codes" "$out" "Enrolled"
+bad "a recovery code as the first code" "confirm with the 6 or 8 digits" \
+    enroll confirm --code abcd-efgh-jkmn-pqrs
+bad "enroll with other arguments" "enroll takes only begin or confirm" enroll --all
+run --help
+expect_contains "--help documents enroll" "$out" "kubectl twostep enroll [begin|confirm]"
 
 # --- the prompt on a real terminal: no echo, and the echo comes back ---------------------------
 if command -v script >/dev/null 2>&1; then
