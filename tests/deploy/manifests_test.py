@@ -4,7 +4,9 @@ what a cluster admin relies on: the kinds, the webhook entries (own namespace un
 sideEffects, failurePolicy, timeouts, review versions, the Namespace and unlock entries, never
 mutating and validating for the same resources), the pod's hardening, probes and resources, the
 PDB, the NetworkPolicy, and what each component adds (cert-manager, generated-certs, grants,
-legacy, ha, validating, and the deprecated empty match-conditions).
+legacy, ha, validating, and the deprecated empty match-conditions), and that deploy/audit's
+audit policy keeps the bodies of SelfSubjectAccessReviews (codes, enrolment secrets) out of the
+API server's audit log.
 
 Usage:
   manifests_test.py SOURCE_DIR overlay NAME          render deploy/overlays/NAME
@@ -47,6 +49,9 @@ COMPONENTS = {"validating", "grants", "legacy", "match-conditions", "cert-manage
               "generated-certs", "ha"}
 # The value of the enforcement label that means "on" (the server's --enforce-value default).
 ENFORCED = "enabled"
+# The SelfSubjectAccessReview paths the plugin sends; every one must reach the unlock entry.
+TWOSTEP_PATHS = ["/twostep.dev/unlock", "/twostep.dev/unlock/10m", "/twostep.dev/enroll",
+                 "/twostep.dev/enroll/confirm"]
 
 
 class Checks:
@@ -317,6 +322,14 @@ def check_webhooks(c, docs, comps, source):
         text = " ".join(x["expression"] for x in unlock.get("matchConditions") or [])
         c.check("object.spec.nonResourceAttributes.path.startsWith('/twostep.dev/')" in text,
                 "unlock: only twostep's own reviews are sent (nonResourceAttributes.path)")
+        # Every path prefix the conditions require must let each of the plugin's paths through:
+        # enrolment (begin and confirm) as well as unlock.
+        prefixes = re.findall(r"nonResourceAttributes\.path\.startsWith\('([^']*)'\)", text)
+        for p in TWOSTEP_PATHS:
+            c.check(prefixes and all(p.startswith(x) for x in prefixes),
+                    f"unlock: a review for {p} reaches the webhook (prefixes {prefixes})")
+        c.check(not re.search(r"nonResourceAttributes\.path\s*==", text),
+                "unlock: no condition pins one exact path (enrolment needs two more)")
         # The Namespace entry sees only namespaces enforced BEFORE the change: the old object's
         # label, so removing it is sent too, and turning enforcement on is not.
         text = " ".join(x["expression"] for x in namespaces.get("matchConditions") or [])
@@ -498,6 +511,41 @@ def check_workload(c, docs, comps, source):
                         "cert-manager: the CA comes from a self-signed Issuer")
 
 
+def audit_rule_matches(rule, group, resource, verb):
+    """Whether an audit policy rule applies to (group, resource, verb) by any user (the API
+    server's first-match semantics; a rule limited to some users or verbs may not apply)."""
+    if rule.get("users") or rule.get("userGroups") or rule.get("namespaces") or \
+            rule.get("nonResourceURLs"):
+        return False
+    if rule.get("verbs") and verb not in rule["verbs"] and "*" not in rule["verbs"]:
+        return False
+    kinds = rule.get("resources")
+    if not kinds:
+        return True  # no resources: every request
+    return any(k.get("group", "") in (group, "*") and
+               (not k.get("resources") or resource in k["resources"] or "*" in k["resources"])
+               for k in kinds)
+
+
+def check_audit_policy(c, source):
+    path = os.path.join(source, "deploy", "audit", "audit-policy.yaml")
+    if not c.check(os.path.exists(path), f"{path} exists"):
+        return
+    with open(path, encoding="utf-8") as f:
+        policy = yaml.safe_load(f)
+    c.check(policy.get("apiVersion") == "audit.k8s.io/v1" and policy.get("kind") == "Policy",
+            "audit policy: an audit.k8s.io/v1 Policy")
+    rules = policy.get("rules") or []
+    first = next((r for r in rules
+                  if audit_rule_matches(r, "authorization.k8s.io", "selfsubjectaccessreviews",
+                                        "create")), None)
+    c.check(first is not None and first.get("level") in ("None", "Metadata"),
+            "audit policy: SelfSubjectAccessReview creates are logged at Metadata (no body: "
+            f"codes, enrolment secrets, recovery codes), got {first}")
+    c.check(bool(rules) and rules[0] is first,
+            "audit policy: the twostep rule comes first (rules match first-wins)")
+
+
 def compose(tmp, name, comps):
     """A kustomization in tmp/name: deploy/base plus these components; returns its directory."""
     directory = os.path.join(tmp, name)
@@ -556,6 +604,7 @@ def main():
         c.check("Secret" not in kinds, "no Secret is rendered (keys are never committed)")
         check_webhooks(c, docs, comps, source)
         check_workload(c, docs, comps, source)
+        check_audit_policy(c, source)
     return c.finish()
 
 
