@@ -344,7 +344,7 @@ public:
                             "again");
         }
         Decision decision =
-            allow(Reason::Enrolled, {"two-step verification is active for user " + name_});
+            allow(Reason::Enrolled, {"enrolled: two-step verification is active for you"});
         std::string answer;
         for (const std::string& recovery : codes) {
             answer += (answer.empty() ? "" : " ") + recovery;

@@ -1360,6 +1360,17 @@ TEST_CASE("self-enrolment: who may begin", "[policy][enroll]") {
         h.store->putInvitation(Invitation{"alice", "admin", T, T + 60}, T);
         CHECK(h.decide(beginReview(), Endpoint::Mutate).reason == Reason::Disabled);
     }
+    SECTION("a very long name: the warnings stay short, the name is cut in messages") {
+        Harness h(openMode());
+        const std::string name(300, 'n');
+        const Begun begun = begin(h, name);  // checkResponse: every warning under 120 characters
+        const ReviewOutcome confirmed =
+            h.post(enrollReview("/twostep.dev/enroll/confirm", codeOf(begun, T), name),
+                   Endpoint::Mutate);
+        CHECK(confirmed.decision->reason == Reason::Enrolled);
+        CHECK(h.decide(beginReview(name), Endpoint::Mutate).message.find(name) ==
+              std::string::npos);
+    }
     SECTION("exempt users are let through untouched") {
         Harness h(openMode());
         const std::string body = beginReview("system:serviceaccount:ci:bot");
