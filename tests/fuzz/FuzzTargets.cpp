@@ -155,6 +155,11 @@ void checkAllow(const core::ReviewRequest& request, core::Reason reason,
                   core::matchesRecoveryCode(*request.token, world().recoveryHash()),
               why + " for a user without that recovery code");
         return;
+    case core::Reason::EnrollStarted:
+    case core::Reason::Enrolled:
+        // The fuzz store invites nobody and the default mode is invite: nobody may enrol.
+        check(false, why + " although nobody is invited");
+        return;
     default: check(false, why + ", which must never allow"); return;
     }
 }

@@ -66,4 +66,8 @@ TEST_CASE("the review seeds reach the allow paths of the fuzz store", "[fuzz]") 
     CHECK(decide("alice-unlock.json") == Reasons{"unlocked", "replayed"});
     CHECK(decide("bob-pending.json") == Reasons{"pending", "pending"});
     CHECK(decide("0012-DELETE-configmaps-cm-ok.json") == Reasons{"not_enrolled", "not_enrolled"});
+    // Self-enrolment: /validate refuses it, /mutate asks for an invitation the store has not.
+    CHECK(decide("zed-enroll.json") == Reasons{"enroll_needs_mutate", "not_invited"});
+    CHECK(decide("alice-enroll.json") == Reasons{"enroll_needs_mutate", "not_invited"});
+    CHECK(decide("alice-enroll-confirm.json") == Reasons{"enroll_needs_mutate", "no_enrollment"});
 }

@@ -82,6 +82,20 @@ def unlock(request):
 variant("0013", "alice-unlock.json", unlock)
 
 
+def enroll(user, path, verb):
+    def change(request):
+        request["userInfo"]["username"] = user
+        request["object"]["spec"]["nonResourceAttributes"]["verb"] = verb
+        request["object"]["spec"]["nonResourceAttributes"]["path"] = path
+    return change
+
+
+variant("0013", "zed-enroll.json", enroll("zed", "/twostep.dev/enroll", "enroll"))
+variant("0013", "alice-enroll.json", enroll("alice", "/twostep.dev/enroll", "enroll"))
+variant("0013", "alice-enroll-confirm.json",
+        enroll("alice", "/twostep.dev/enroll/confirm", ALICE))
+
+
 review = json.load(open(fixtures[3]))
 review["apiVersion"] = "admission.k8s.io/v1beta1"
 write("review", "v1beta1.json", compact(review))
