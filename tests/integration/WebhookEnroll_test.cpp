@@ -126,7 +126,7 @@ TEST_CASE("an invited user enrols over the wire; the secret is never logged",
     }
 }
 
-TEST_CASE("--self-enroll=open and =off over the wire", "[integration][webhook][enroll]") {
+TEST_CASE("the open and off self-enrolment modes over the wire", "[integration][webhook][enroll]") {
     SECTION("open: a member of a listed group enrols without an invitation") {
         Webhook webhook;
         webhook.start({"--self-enroll=open", "--self-enroll-group=developers"});
