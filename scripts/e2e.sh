@@ -7,7 +7,12 @@
 # rounds: mutating on SQLite, validating on SQLite, mutating on PostgreSQL. Everything it starts
 # is stopped by PID at the end, on failure and on Ctrl-C too; the temp dir is removed.
 #
-# Usage: scripts/e2e.sh [--no-postgres]
+# Usage: scripts/e2e.sh [--no-postgres] [--cluster KUBECONFIG --webhook-address IP]
+#   --cluster     run on the cluster of KUBECONFIG's current context (as its admin) instead of
+#                 starting one: kind or any other, without twostep installed, and a throwaway
+#                 one (while the suite runs, its webhook configurations are in force there). The
+#                 webhook runs here, on IP, which the API server must reach; users are the admin
+#                 impersonating them. What the suite made in the cluster is removed at the end.
 # Environment:
 #   KUBE_APISERVER         the kube-apiserver binary (default ../shared/k8s/kube-apiserver)
 #   TWOSTEP_WEBHOOK, TWOSTEP_ENROLL   the binaries under test (default: the ci preset's build)
@@ -16,6 +21,7 @@
 #   TWOSTEP_E2E_COMPONENTS components added for the mutating rounds (default: grants, which the
 #                          delete and exec scenarios need)
 #   TWOSTEP_E2E_VALIDATING components added for the validating round (default: grants, validating)
+#   TWOSTEP_E2E_WEBHOOK_FLAGS  more flags for twostep-webhook, e.g. "--threads=128" (experiments)
 #   TWOSTEP_E2E_REPORT     also write the timing tables (markdown) to this file
 #   TWOSTEP_E2E_KEEP=1     keep the temp dir (logs, kubeconfigs) for a look afterwards
 # The PostgreSQL round runs next to a throwaway server: without TWOSTEP_TEST_POSTGRES_URL the
@@ -24,17 +30,30 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 E2E_ROOT=$PWD
 
+usage() {
+  echo "usage: $0 [--no-postgres] [--cluster KUBECONFIG --webhook-address IP]" >&2
+  exit 2
+}
 postgres=1
-case ${1:-} in
-  "") ;;
-  --no-postgres) postgres=0 ;;
-  *) echo "usage: $0 [--no-postgres]" >&2; exit 2 ;;
-esac
+cluster=""
+webhook_ip=""
+args=("$@")
+while (($#)); do
+  case $1 in
+    --no-postgres) postgres=0 ;;
+    --cluster) (($# > 1)) || usage; cluster=$(realpath "$2"); shift ;;
+    --webhook-address) (($# > 1)) || usage; webhook_ip=$2; shift ;;
+    *) usage ;;
+  esac
+  shift
+done
+[[ -z $cluster && -z $webhook_ip || -n $cluster && -n $webhook_ip ]] || usage
+[[ -z $cluster || -r $cluster ]] || { echo "e2e: cannot read $cluster" >&2; exit 2; }
 
 # What the suite needs, and where each comes from, all at once.
 missing=()
 KUBE_APISERVER=${KUBE_APISERVER:-$E2E_ROOT/../shared/k8s/kube-apiserver}
-if [[ ! -x $KUBE_APISERVER ]]; then
+if [[ -z $cluster && ! -x $KUBE_APISERVER ]]; then
   missing+=("kube-apiserver at $KUBE_APISERVER: set KUBE_APISERVER=/path/to/kube-apiserver (v1.28 or later, linux/amd64, e.g. from https://dl.k8s.io/release/v1.28.0/bin/linux/amd64/kube-apiserver)")
 fi
 WEBHOOK=${TWOSTEP_WEBHOOK:-$E2E_ROOT/build/ci/src/twostep-webhook}
@@ -43,7 +62,7 @@ for binary in "$WEBHOOK" "$ENROLL"; do
   [[ -x $binary ]] || missing+=("$binary: build it (cmake --preset ci && cmake --build --preset ci)")
 done
 ETCD=$(command -v etcd || true)
-[[ -n $ETCD ]] || missing+=("etcd: apt-get install etcd-server (scripts/install-deps.sh test)")
+[[ -n $ETCD || -n $cluster ]] || missing+=("etcd: apt-get install etcd-server (scripts/install-deps.sh test)")
 command -v kubectl >/dev/null || missing+=("kubectl: scripts/install-kubectl.sh")
 for tool in oathtool openssl curl python3; do
   command -v "$tool" >/dev/null || missing+=("$tool: scripts/install-deps.sh test")
@@ -59,7 +78,7 @@ if ((${#missing[@]})); then
 fi
 
 if ((postgres)) && [[ -z ${TWOSTEP_TEST_POSTGRES_URL:-} ]]; then
-  exec scripts/with-postgres.sh "$0" "$@"
+  exec scripts/with-postgres.sh "$0" "${args[@]}"
 fi
 
 DEPLOY=${TWOSTEP_E2E_DEPLOY:-deploy/base}
@@ -72,6 +91,7 @@ E2E_REPORT=$E2E_WORK/report.md
 source tests/e2e/lib.sh
 # shellcheck source-path=SCRIPTDIR source=../tests/e2e/scenarios.sh
 source tests/e2e/scenarios.sh
+read -r -a webhook_flags <<<"${TWOSTEP_E2E_WEBHOOK_FLAGS:-}"
 
 pg_database=""
 # shellcheck disable=SC2317 # the EXIT trap
@@ -101,12 +121,21 @@ export KUBECONFIG=$E2E_WORK/nobody.kubeconfig
 note "kubectl $(kubectl version --client | sed -n 's/^Client Version: //p'), webhook $WEBHOOK"
 note "rendering $DEPLOY + ${mutating_components[*]} (validating round: + ${validating_components[*]})"
 
-start_etcd
-start_apiserver "racer ${load_users[*]} ${rest_users[*]}"
+users=(alice bob carol probe racer "${load_users[@]}" "${rest_users[@]}")
+if [[ -n $cluster ]]; then
+  use_cluster "$cluster" "$webhook_ip"
+  impersonated_users "${users[@]}"
+  # Names of our own in a cluster that may hold others.
+  prefix=twostep-e2e-$(od -An -tx1 -N3 /dev/urandom | tr -d ' \n')-
+else
+  start_etcd
+  start_apiserver "${users[@]}"
+  prefix=""
+fi
 setup_cluster
-probe_namespace=e2e-probe
-make_namespaces "$probe_namespace" demo-mutating labels-mutating demo-validating labels-validating \
-  demo-postgres
+probe_namespace=${prefix}probe
+make_namespaces "$probe_namespace" "${prefix}demo-mutating" "${prefix}labels-mutating" \
+  "${prefix}demo-validating" "${prefix}labels-validating" "${prefix}demo-postgres"
 write_manifests
 note "cluster ready after $(($(date +%s) - started)) s"
 
@@ -115,11 +144,11 @@ mode=mutating store_name=sqlite
 new_store sqlite-mutating
 start_webhook sqlite-mutating
 register "$DEPLOY" "${mutating_components[@]}"
-scenario_exempt demo-mutating
-scenario_codes demo-mutating
-scenario_grants demo-mutating
-scenario_namespace_label labels-mutating
-scenario_parallel demo-mutating
+scenario_exempt "${prefix}demo-mutating"
+scenario_codes "${prefix}demo-mutating"
+scenario_grants "${prefix}demo-mutating"
+scenario_namespace_label "${prefix}labels-mutating"
+scenario_parallel "${prefix}demo-mutating"
 
 # Round 2: validating (the annotation is kept), on SQLite.
 stop_webhook
@@ -127,10 +156,10 @@ mode=validating store_name=sqlite
 new_store sqlite-validating
 start_webhook sqlite-validating
 register "$DEPLOY" "${validating_components[@]}"
-scenario_exempt demo-validating
-scenario_codes demo-validating
-scenario_grants demo-validating
-scenario_namespace_label labels-validating
+scenario_exempt "${prefix}demo-validating"
+scenario_codes "${prefix}demo-validating"
+scenario_grants "${prefix}demo-validating"
+scenario_namespace_label "${prefix}labels-validating"
 
 # Round 3: mutating on PostgreSQL: replay, unlock and the parallel scenarios.
 if ((postgres)); then
@@ -145,10 +174,10 @@ p = u.urlsplit(sys.argv[1])
 print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$TWOSTEP_TEST_POSTGRES_URL" "$pg_database")"
   start_webhook postgresql
   register "$DEPLOY" "${mutating_components[@]}"
-  scenario_exempt demo-postgres
-  scenario_codes demo-postgres
-  scenario_grants demo-postgres
-  scenario_parallel demo-postgres
+  scenario_exempt "${prefix}demo-postgres"
+  scenario_codes "${prefix}demo-postgres"
+  scenario_grants "${prefix}demo-postgres"
+  scenario_parallel "${prefix}demo-postgres"
 fi
 stop_webhook
 

@@ -7,7 +7,8 @@
 #
 # Needs, set by the caller: E2E_ROOT (the repository), KUBE_APISERVER, ETCD, WEBHOOK, ENROLL
 # (binaries), E2E_WORK (an empty temp dir, the working directory of every command), and
-# probe_namespace (an enforced namespace for wait_until_called).
+# probe_namespace (an enforced namespace for wait_until_called). On a cluster it did not start
+# (use_cluster), the suite leaves it as it found it: cluster_cleanup removes what it made.
 
 # shellcheck source-path=SCRIPTDIR source=../../bench/pki.sh
 source "$E2E_ROOT/bench/pki.sh"
@@ -18,6 +19,10 @@ e2e_failed=0
 e2e_failures=()
 webhook_pid=""
 webhook_url=""
+webhook_address=127.0.0.1  # where the API server reaches the webhook (use_cluster may change it)
+webhook_flags=()           # more flags for the webhook (the caller may set them)
+external_cluster=0
+e2e_namespaces=()
 webhook_log=""
 api_port=""
 
@@ -65,6 +70,9 @@ stop_process() {
 # e2e_cleanup: stops everything started, newest first, and removes the work directory.
 e2e_cleanup() {
   local i entry
+  if ((external_cluster)); then
+    cluster_cleanup
+  fi
   for ((i = ${#e2e_pids[@]} - 1; i >= 0; i--)); do
     entry=${e2e_pids[i]}
     stop_process "${entry%% *}"
@@ -109,54 +117,73 @@ start_etcd() {
   die "etcd did not start"
 }
 
-# make_users: the static token file. admin is in system:masters; every other user is in
+# groups_of USER: the user's groups. admin is in system:masters; every other user is in
 # e2e:developers (bound to the built-in `edit` role in the test namespaces); carol may also
-# relabel namespaces. $1: extra user names, one a word.
-make_users() {
-  local user token groups
-  : >"$E2E_WORK/tokens.csv"
-  for user in admin alice bob carol probe $1; do
-    token=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
-    case $user in
-      admin) groups=system:masters ;;
-      carol) groups=e2e:developers,e2e:namespace-editors ;;
-      *) groups=e2e:developers ;;
-    esac
-    printf '%s,%s,%s,"%s"\n' "$token" "$user" "uid-$user" "$groups" >>"$E2E_WORK/tokens.csv"
-    write_kubeconfig "$user" "$token"
-  done
+# relabel namespaces.
+groups_of() {
+  case $1 in
+    admin) echo system:masters ;;
+    carol) echo e2e:developers,e2e:namespace-editors ;;
+    *) echo e2e:developers ;;
+  esac
 }
 
-# write_kubeconfig NAME TOKEN: NAME.kubeconfig in the work dir (the users' names in commands).
-write_kubeconfig() {
-  cat >"$E2E_WORK/$1.kubeconfig" <<EOF
+# token_users USER...: the static token file of the API server this suite starts, and each
+# user's kubeconfig (admin.kubeconfig first: the others take its cluster).
+token_users() {
+  local user token specs=()
+  : >"$E2E_WORK/tokens.csv"
+  for user in admin "$@"; do
+    token=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
+    printf '%s,%s,%s,"%s"\n' "$token" "$user" "uid-$user" "$(groups_of "$user")" >>"$E2E_WORK/tokens.csv"
+    if [[ $user == admin ]]; then
+      cat >"$E2E_WORK/admin.kubeconfig" <<EOF
 apiVersion: v1
 kind: Config
 clusters:
   - name: e2e
     cluster: {server: "https://127.0.0.1:$api_port", certificate-authority: "$E2E_WORK/api/ca.pem"}
 users:
-  - name: $1
-    user: {token: "$2"}
+  - name: admin
+    user: {token: "$token"}
 contexts:
   - name: e2e
-    context: {cluster: e2e, user: $1}
+    context: {cluster: e2e, user: admin}
 current-context: e2e
 EOF
-  chmod 0600 "$E2E_WORK/$1.kubeconfig"
+      chmod 0600 "$E2E_WORK/admin.kubeconfig"
+    else
+      specs+=("$user=$token")
+    fi
+  done
+  python3 "$E2E_ROOT/tests/e2e/kubeconfig.py" token admin.kubeconfig "$E2E_WORK" "${specs[@]}" ||
+    die "cannot write the users' kubeconfigs"
 }
 
-# start_apiserver EXTRA_USERS: kube-apiserver on a free loopback port with a throwaway CA,
-# serving certificate and service-account key; waits for /readyz. Sets api_port.
+# impersonated_users USER...: on a cluster the suite did not start, each user's kubeconfig is
+# the admin acting as that user in its groups (tests/e2e/kubeconfig.py).
+impersonated_users() {
+  local user specs=()
+  for user in "$@"; do
+    specs+=("$user=$(groups_of "$user")")
+  done
+  python3 "$E2E_ROOT/tests/e2e/kubeconfig.py" impersonate admin.kubeconfig "$E2E_WORK" "${specs[@]}" ||
+    die "cannot write the users' kubeconfigs"
+}
+
+# start_apiserver USER...: kube-apiserver on a free loopback port with a throwaway CA, serving
+# certificate and service-account key, USERs (and admin) in its token file; waits for /readyz.
+# Sets api_port.
 start_apiserver() {
-  local attempt pid
+  local attempt pid begun
   mkdir -p "$E2E_WORK/api"
   make_pki "$E2E_WORK/api"
   openssl genrsa -out "$E2E_WORK/api/sa.key" 2048 2>/dev/null
   openssl rsa -in "$E2E_WORK/api/sa.key" -pubout -out "$E2E_WORK/api/sa.pub" 2>/dev/null
   for attempt in 1 2 3 4 5; do
+    begun=$SECONDS
     api_port=$(free_port)
-    make_users "$1"
+    token_users "$@"
     start_process kube-apiserver "$E2E_WORK/logs/kube-apiserver.log" "$KUBE_APISERVER" \
       --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
       --endpoint-reconciler-type=none --etcd-servers="$etcd_url" \
@@ -171,7 +198,7 @@ start_apiserver() {
     pid=$last_pid
     for _ in $(seq 600); do
       if kubectl --kubeconfig admin.kubeconfig get --raw /readyz >/dev/null 2>&1; then
-        note "kube-apiserver $("$KUBE_APISERVER" --version | cut -d' ' -f2) on 127.0.0.1:$api_port (attempt $attempt)"
+        note "kube-apiserver $("$KUBE_APISERVER" --version | cut -d' ' -f2) on 127.0.0.1:$api_port, ready after $((SECONDS - begun)) s (attempt $attempt)"
         return 0
       fi
       kill -0 "$pid" 2>/dev/null || break
@@ -201,10 +228,60 @@ EOF
 
 # setup_cluster: what a real cluster has and this one lacks, and what the users may do.
 setup_cluster() {
-  fill_edit_role
-  admin create clusterrole e2e-namespace-editor --verb=get,list,update,patch --resource=namespaces
-  admin create clusterrolebinding e2e-namespace-editors --clusterrole=e2e-namespace-editor \
-    --group=e2e:namespace-editors
+  if ((!external_cluster)); then
+    fill_edit_role
+  fi
+  cat >"$E2E_WORK/namespace-editors.yaml" <<'EOF'
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: e2e-namespace-editor}
+rules: [{apiGroups: [""], resources: [namespaces], verbs: [get, list, update, patch]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: e2e-namespace-editors}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: e2e-namespace-editor}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: "e2e:namespace-editors"}]
+EOF
+  admin apply -f "$E2E_WORK/namespace-editors.yaml"
+}
+
+# use_cluster KUBECONFIG ADDRESS: run on a cluster this suite did not start (kind, or any other;
+# a throwaway one: while the suite runs, its webhook configurations are in force), as the admin
+# of KUBECONFIG's current context. The webhook listens on ADDRESS, which the API server must
+# reach (for kind, the docker network's gateway). Users are the admin impersonating them.
+use_cluster() {
+  local existing
+  external_cluster=1
+  webhook_address=$2
+  kubectl config view --raw --minify --flatten --kubeconfig "$1" >admin.kubeconfig ||
+    die "cannot read the kubeconfig $1"
+  chmod 0600 admin.kubeconfig
+  [[ $(kubectl --kubeconfig admin.kubeconfig auth can-i '*' '*' --all-namespaces 2>&1) == yes ]] ||
+    die "$1 does not act as a cluster admin (kubectl auth can-i '*' '*' --all-namespaces)"
+  existing=$(kubectl --kubeconfig admin.kubeconfig get mutatingwebhookconfigurations,validatingwebhookconfigurations \
+    -l app.kubernetes.io/part-of=twostep -o name) || die "cannot list webhook configurations"
+  [[ -z $existing ]] ||
+    die "twostep is installed in this cluster ($existing); run the suite on a cluster without it, e.g. a new kind cluster"
+  note "cluster $(kubectl --kubeconfig admin.kubeconfig config view -o jsonpath='{.clusters[0].cluster.server}'), $(
+    kubectl --kubeconfig admin.kubeconfig version -o json 2>/dev/null |
+      python3 -c 'import json, sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])')"
+}
+
+# cluster_cleanup: on a cluster the suite did not start, removes what it made: the webhook
+# configurations first (so nothing refuses the rest), then the namespaces and the role. Never
+# fails: it runs on the way out.
+cluster_cleanup() {
+  local k=(kubectl --kubeconfig "$E2E_WORK/admin.kubeconfig")
+  "${k[@]}" delete mutatingwebhookconfiguration,validatingwebhookconfiguration \
+    -l app.kubernetes.io/part-of=twostep --ignore-not-found >/dev/null ||
+    echo "e2e: could not delete the webhook configurations; delete them by hand" >&2
+  if ((${#e2e_namespaces[@]})); then
+    "${k[@]}" delete namespace "${e2e_namespaces[@]}" --ignore-not-found --wait=false >/dev/null ||
+      echo "e2e: could not delete the namespaces ${e2e_namespaces[*]}" >&2
+  fi
+  "${k[@]}" delete clusterrolebinding e2e-namespace-editors --ignore-not-found >/dev/null || true
+  "${k[@]}" delete clusterrole e2e-namespace-editor --ignore-not-found >/dev/null || true
 }
 
 # make_namespaces NAME...: enforced namespaces, each with its `default` service account (the
@@ -213,15 +290,12 @@ setup_cluster() {
 # registered: admin is not exempt.
 make_namespaces() {
   local ns
+  e2e_namespaces+=("$@")
   for ns in "$@"; do
     cat <<EOF
 apiVersion: v1
 kind: Namespace
 metadata: {name: $ns, labels: {twostep.dev/enforce: enabled}}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: default, namespace: $ns}
 ---
 apiVersion: v1
 kind: ServiceAccount
@@ -242,9 +316,21 @@ subjects: [{kind: ServiceAccount, name: ci, namespace: $ns}]
 EOF
   done >"$E2E_WORK/namespaces.yaml"
   admin apply -f "$E2E_WORK/namespaces.yaml"
+  # The controller manager makes `default` in a real cluster, perhaps right now: exists is fine.
+  local specs=() token out
   for ns in "$@"; do
-    write_kubeconfig "ci-$ns" "$(kubectl --kubeconfig admin.kubeconfig -n "$ns" create token ci --duration=2h)"
+    printf 'apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: default, namespace: %s}\n---\n' "$ns"
+  done >"$E2E_WORK/default-accounts.yaml"
+  out=$(kubectl --kubeconfig admin.kubeconfig create -f "$E2E_WORK/default-accounts.yaml" 2>&1) ||
+    [[ $(grep -v -c 'created\|AlreadyExists' <<<"$out") == 0 ]] ||
+    die "cannot create the default service accounts: $out"
+  for ns in "$@"; do
+    token=$(kubectl --kubeconfig admin.kubeconfig -n "$ns" create token ci --duration=2h) ||
+      die "cannot make a token for service account $ns/ci"
+    specs+=("ci-$ns=$token")
   done
+  python3 "$E2E_ROOT/tests/e2e/kubeconfig.py" token admin.kubeconfig "$E2E_WORK" "${specs[@]}" ||
+    die "cannot write the service accounts' kubeconfigs"
 }
 
 # admin ARGS...: kubectl as the cluster admin; output hidden unless it fails.
@@ -298,28 +384,32 @@ next_code() {
   oathtool --totp -b "$(cat "$E2E_WORK/secrets/$user")" -N "@$((step * 30))"
 }
 
-# start_webhook NAME: twostep-webhook on 127.0.0.1, port 0 (the port is read from its log), on
-# the current store; waits for /readyz. Sets webhook_pid, webhook_url.
+# start_webhook NAME: twostep-webhook on $webhook_address, port 0 (the port is read from its
+# log), on the current store, with the caller's webhook_flags; waits for /readyz. Sets
+# webhook_pid, webhook_url.
 start_webhook() {
   local port="" line
   webhook_log=$E2E_WORK/logs/webhook-$1.log
   if [[ ! -f $E2E_WORK/hook/server.pem ]]; then
     mkdir -p "$E2E_WORK/hook"
-    make_pki "$E2E_WORK/hook"
+    make_pki "$E2E_WORK/hook" "$webhook_address"
   fi
-  start_process "twostep-webhook" "$webhook_log" "$WEBHOOK" --listen=127.0.0.1:0 \
+  start_process "twostep-webhook" "$webhook_log" "$WEBHOOK" --listen="$webhook_address:0" \
     --tls-cert="$E2E_WORK/hook/server.pem" --tls-key="$E2E_WORK/hook/server.key" \
-    --db="$store_db" --master-key-file="$store_key" --log-format=text
+    --db="$store_db" --master-key-file="$store_key" --log-format=text "${webhook_flags[@]}"
   webhook_pid=$last_pid
   for _ in $(seq 300); do
     line=$(grep -m1 'listening on' "$webhook_log" 2>/dev/null || true)
-    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' <<<"$line")
+    if [[ $line == *"listening on $webhook_address:"* ]]; then
+      port=${line##*"listening on $webhook_address:"}
+      port=${port%%[!0-9]*}
+    fi
     [[ -n $port ]] && break
     kill -0 "$webhook_pid" 2>/dev/null || die "twostep-webhook exited at start"
     sleep 0.1
   done
-  [[ -n $port ]] || die "twostep-webhook logged no 'listening on 127.0.0.1:PORT' within 30 s"
-  webhook_url=https://127.0.0.1:$port
+  [[ -n $port ]] || die "twostep-webhook logged no 'listening on $webhook_address:PORT' within 30 s"
+  webhook_url=https://$webhook_address:$port
   for _ in $(seq 100); do
     if curl -sf --max-time 2 --cacert "$E2E_WORK/hook/ca.pem" "$webhook_url/readyz" >/dev/null; then
       note "twostep-webhook on $webhook_url ($1)"
@@ -380,7 +470,11 @@ render() {
 register() {
   unregister
   render "$@" >"$E2E_WORK/rendered.yaml"
-  python3 "$E2E_ROOT/tests/e2e/register.py" "$webhook_url" "$E2E_WORK/hook/ca.pem" \
+  local only=()
+  # On a cluster the suite did not start, only the webhook configurations: the rest would start
+  # a twostep there that nothing uses.
+  ((external_cluster)) && only=(--webhooks-only)
+  python3 "$E2E_ROOT/tests/e2e/register.py" "${only[@]}" "$webhook_url" "$E2E_WORK/hook/ca.pem" \
     <"$E2E_WORK/rendered.yaml" >"$E2E_WORK/registered.yaml" 2>"$E2E_WORK/register.err" ||
     die "register.py: $(cat "$E2E_WORK/register.err")"
   note "$(cat "$E2E_WORK/register.err")"

@@ -5,10 +5,11 @@ Reads the `kubectl kustomize` output (a YAML stream) on stdin and writes it to s
 every entry of every Mutating- or ValidatingWebhookConfiguration, `clientConfig.service` replaced
 by `clientConfig.url` (BASE + the service's path) and `caBundle` set to the given CA. Everything
 else is kept as rendered, so the API server gets the manifests users apply, however many entries
-they have. Fails when there is no webhook configuration, or an entry has no service to replace
-(the manifests changed shape: this script must follow).
+they have; with --webhooks-only, the webhook configurations alone. Fails when there is no
+webhook configuration, or an entry has no service to replace (the manifests changed shape: this
+script must follow).
 
-Usage: register.py BASE_URL CA_FILE < rendered.yaml > registered.yaml
+Usage: register.py [--webhooks-only] BASE_URL CA_FILE < rendered.yaml > registered.yaml
 """
 import base64
 import sys
@@ -37,9 +38,13 @@ def point_at(doc, base_url, ca_bundle):
 
 
 def main():
-    if len(sys.argv) != 3:
-        raise SystemExit("usage: register.py BASE_URL CA_FILE < rendered.yaml")
-    base_url, ca_file = sys.argv[1], sys.argv[2]
+    args = sys.argv[1:]
+    webhooks_only = bool(args) and args[0] == "--webhooks-only"
+    if webhooks_only:
+        args = args[1:]
+    if len(args) != 2:
+        raise SystemExit("usage: register.py [--webhooks-only] BASE_URL CA_FILE < rendered.yaml")
+    base_url, ca_file = args
     with open(ca_file, "rb") as f:
         ca_bundle = base64.b64encode(f.read()).decode("ascii")
     docs = [d for d in yaml.safe_load_all(sys.stdin) if d is not None]
@@ -47,7 +52,7 @@ def main():
     if not configs:
         raise SystemExit("register.py: the rendered manifests hold no webhook configuration")
     entries = sum(point_at(d, base_url, ca_bundle) for d in configs)
-    yaml.safe_dump_all(docs, sys.stdout, sort_keys=False)
+    yaml.safe_dump_all(configs if webhooks_only else docs, sys.stdout, sort_keys=False)
     print(f"register.py: {len(configs)} webhook configuration(s), {entries} entries -> "
           f"{base_url}", file=sys.stderr)
 

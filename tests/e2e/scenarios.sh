@@ -142,11 +142,12 @@ scenario_grants() {
   user_runs bob kubectl --kubeconfig bob.kubeconfig -n "$ns" delete deployment ci-web
   expect_allowed "$mode: within the grant, the delete is allowed" 'deployment.apps "ci-web" deleted'
 
-  # No kubelet runs: an admitted exec fails afterwards, when the API server looks for the pod's
-  # node. The admission outcome is what counts: no denial, and the webhook's audit says grant.
+  # Without a kubelet (the suite's own cluster) an admitted exec fails afterwards, when the API
+  # server looks for the pod's node; on a real cluster, when the image cannot be pulled. The
+  # admission outcome is what counts: no denial, and the webhook's audit says grant.
   user_runs bob kubectl --kubeconfig bob.kubeconfig -n "$ns" exec ci-pod -- true
-  if ((rc != 0)) && [[ $err != *"denied the request"* ]]; then
-    pass "$mode: within the grant, exec passes admission (then finds no node: $err)"
+  if [[ $err != *"denied the request"* ]]; then
+    pass "$mode: within the grant, exec passes admission (${err:-and runs})"
   else
     fail "$mode: within the grant, exec passes admission" "exit $rc: $err"
   fi
