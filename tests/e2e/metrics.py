@@ -12,10 +12,16 @@
       (twostep_admission_review_duration_seconds), as count, mean, and the bucket bounds
       that hold p50 and p99;
       PREFIX.api and PREFIX.hook are the two sides' snapshots
+  metrics.py connections PORT OUT_FILE
+      samples /proc/net/tcp and tcp6 every 20 ms until SIGTERM, keeping in OUT_FILE the most
+      TCP connections seen established to local PORT (the API server's, to the webhook)
 """
 import math
+import os
 import re
+import signal
 import sys
+import time
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -74,8 +80,13 @@ def ms(value):
     return "-" if math.isnan(value) else f"{value:.2f}"
 
 
-def at_most(value):
-    return "-" if math.isnan(value) else f"≤ {value:g}"
+def at_most(value, buckets):
+    if math.isnan(value):
+        return "-"
+    if math.isinf(value):
+        finite = [b for b, _ in buckets if not math.isinf(b)]
+        return f"> {1000 * finite[-1]:g}" if finite else "-"
+    return f"≤ {value:g}"
 
 
 def table(args):
@@ -89,13 +100,44 @@ def table(args):
         api = Histogram(parse(before + ".api"), parse(after + ".api"), API_HISTOGRAM)
         hook = Histogram(parse(before + ".hook"), parse(after + ".hook"), HOOK_HISTOGRAM)
         gap = api.mean_ms() - hook.mean_ms() if api.count and hook.count else math.nan
-        rows.append((label, f"{api.count:.0f}", ms(api.mean_ms()), at_most(api.quantile_ms(0.5)),
-                     at_most(api.quantile_ms(0.99)), f"{hook.count:.0f}", ms(hook.mean_ms()),
-                     at_most(hook.quantile_ms(0.5)), at_most(hook.quantile_ms(0.99)), ms(gap)))
+        rows.append((label, f"{api.count:.0f}", ms(api.mean_ms()), at_most(api.quantile_ms(0.5), api.buckets),
+                     at_most(api.quantile_ms(0.99), api.buckets), f"{hook.count:.0f}",
+                     ms(hook.mean_ms()), at_most(hook.quantile_ms(0.5), hook.buckets),
+                     at_most(hook.quantile_ms(0.99), hook.buckets), ms(gap)))
     print("| " + " | ".join(rows[0]) + " |")
     print("|" + "|".join(" --- " for _ in rows[0]) + "|")
     for row in rows[1:]:
         print("| " + " | ".join(row) + " |")
+
+
+def established(port):
+    """Established TCP connections whose local port is PORT (one side each, IPv4 and IPv6)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as f:
+                next(f)
+                for line in f:
+                    fields = line.split()
+                    if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        count += 1
+        except FileNotFoundError:
+            pass
+    return count
+
+
+def sample_connections(port, out_file):
+    """Rewrites OUT_FILE whenever the peak grows: it exists (with 0) as soon as sampling runs."""
+    peak = -1
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    while True:
+        now = established(port)
+        if now > peak:
+            peak = now
+            with open(out_file + ".tmp", "w", encoding="ascii") as f:
+                f.write(f"{peak}\n")
+            os.replace(out_file + ".tmp", out_file)
+        time.sleep(0.02)
 
 
 def main(argv):
@@ -112,6 +154,8 @@ def main(argv):
     elif command == "decisions" and len(args) == 4:
         before, after = parse(args[0]), parse(args[1])
         print(f"{delta(before, after, 'twostep_admission_requests_total', lambda l: l.get('decision') == args[2] and l.get('reason') == args[3]):.0f}")
+    elif command == "connections" and len(args) == 2:
+        sample_connections(int(args[0]), args[1])
     elif command == "table" and args:
         table(args)
     else:
