@@ -520,6 +520,11 @@ fail() {
   printf '  %s\n' "$@"
 }
 
+# explain LINE...: more detail on the check that just failed (not counted again).
+explain() {
+  printf '  %s\n' "$@"
+}
+
 # user_runs USER COMMAND...: runs a command as the user types it, in the work dir, with the code
 # (if any) on stdin from $code_in; sets rc, out, err and shows the command.
 user_runs() {

@@ -3,7 +3,8 @@
 
   metrics.py errors API_BEFORE API_AFTER
       webhook calls the API server could not complete (calling_webhook_error or
-      apiserver_internal_error rejections, and fail-open calls) between the snapshots
+      apiserver_internal_error rejections, and fail-open calls) between the snapshots; the
+      label sets that grew go to stderr
   metrics.py decisions HOOK_BEFORE HOOK_AFTER DECISION REASON
       twostep_admission_requests_total{decision, reason} added between the snapshots
   metrics.py table LABEL PREFIX_BEFORE PREFIX_AFTER [LABEL PREFIX_BEFORE PREFIX_AFTER ...]
@@ -146,10 +147,17 @@ def main(argv):
     command, args = argv[1], argv[2:]
     if command == "errors" and len(args) == 2:
         before, after = parse(args[0]), parse(args[1])
-        failed = delta(before, after, "apiserver_admission_webhook_rejection_count",
-                       lambda l: l.get("error_type") in ("calling_webhook_error",
-                                                         "apiserver_internal_error"))
-        failed += delta(before, after, "apiserver_admission_webhook_fail_open_count")
+        failed = 0.0
+        for name, match in (("apiserver_admission_webhook_rejection_count",
+                             lambda l: l.get("error_type") in ("calling_webhook_error",
+                                                               "apiserver_internal_error")),
+                            ("apiserver_admission_webhook_fail_open_count", lambda l: True)):
+            old = {tuple(sorted(l.items())): v for n, l, v in before if n == name and match(l)}
+            for n, labels, value in after:
+                key = tuple(sorted(labels.items()))
+                if n == name and match(labels) and value > old.get(key, 0.0):
+                    failed += value - old.get(key, 0.0)
+                    print(f"{name}{dict(key)} +{value - old.get(key, 0.0):.0f}", file=sys.stderr)
         print(f"{failed:.0f}")
     elif command == "decisions" and len(args) == 4:
         before, after = parse(args[0]), parse(args[1])
