@@ -56,6 +56,8 @@ public:
     bool removeUser(std::string_view) override { refuse(); }
     bool setState(std::string_view, UserState, Seconds) override { refuse(); }
     bool resetSecret(std::string_view, std::string_view, Seconds) override { refuse(); }
+    ChangeOutcome commit(const Change&, const Settle&) override { refuse(); }
+    void setCommitObserver(CommitObserver*) override {}
     bool acceptStep(std::string_view, std::int64_t, UserState, Seconds) override { refuse(); }
     bool confirmWithStep(std::string_view, std::int64_t, Seconds) override { refuse(); }
     FailureOutcome recordFailure(std::string_view, const LockoutPolicy&, Seconds) override {
