@@ -171,6 +171,7 @@ int cmdRun(const Args& args) {
     engine.responseTimeout = std::chrono::milliseconds(args.number("response-timeout-ms", 0));
     engine.reconnectDelay = std::chrono::milliseconds(args.number("reconnect-delay-ms", 20));
     engine.acceptedLog = args.get("accepted-log");
+    engine.peer = args.get("server", "twostep") == "peer";
 
     bench::ScenarioOptions options;
     options.kind = *kind;
