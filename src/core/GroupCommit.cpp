@@ -1,6 +1,7 @@
 #include "core/GroupCommit.hpp"
 
 #include <cassert>
+#include <new>
 #include <optional>
 #include <string>
 #include <utility>
@@ -25,14 +26,19 @@ struct GroupCommit::Waiter {
     }
 
     QueuedChange change;
-    std::optional<std::string> error;  ///< why the batch failed (then `change.outcome` is unset)
+    /// Why the batch failed (then `change.outcome` is unset); shared by the batch, so failing a
+    /// member allocates nothing.
+    std::shared_ptr<const std::string> error;
     std::mutex mutex;
     std::condition_variable woken;
     State state = State::Queued;
 };
 
 GroupCommit::GroupCommit(ApplyBatch apply, BatchLimits limits)
-    : apply_(std::move(apply)), limits_(limits) {
+    : apply_(std::move(apply)),
+      limits_(limits),
+      outOfMemory_(std::make_shared<const std::string>(
+          "out of memory while committing a batch of changes")) {
     assert(limits_.maxChanges >= 1 && "a batch holds at least one change");
 }
 
@@ -66,38 +72,47 @@ ChangeOutcome GroupCommit::submit(const Change& change, const Settle& settle,
     return std::move(self->change.outcome);
 }
 
-void GroupCommit::lead(const std::shared_ptr<Waiter>& self) {
+void GroupCommit::lead(const std::shared_ptr<Waiter>& self) noexcept {
     std::vector<std::shared_ptr<Waiter>> batch;
+    std::vector<QueuedChange*> members;
+    std::shared_ptr<const std::string> error;
+    try {
+        // Allocated before the queue is touched: taking the batch cannot fail halfway.
+        batch.reserve(limits_.maxChanges);
+        members.reserve(limits_.maxChanges);
+    } catch (const std::bad_alloc&) {
+        error = outOfMemory_;
+    }
+    std::size_t bytes = 0;
     {
         const std::lock_guard lock(mutex_);
         assert(!queue_.empty() && queue_.front() == self && "the leader is the oldest change");
-        std::size_t bytes = 0;
         // Everything that queued while the previous batch committed, oldest first, up to the
-        // bounds; the first change always goes, however big.
+        // bounds; the first change always goes, however big. Without memory only this one, to
+        // fail it and pass the writer's turn on.
         while (!queue_.empty() && batch.size() < limits_.maxChanges &&
                (batch.empty() || bytes + queue_.front()->change.bytes <= limits_.maxBytes)) {
+            if (error) {
+                queue_.pop_front();
+                break;
+            }
             bytes += queue_.front()->change.bytes;
+            members.push_back(&queue_.front()->change);
             batch.push_back(std::move(queue_.front()));
             queue_.pop_front();
         }
     }
-    std::vector<QueuedChange*> members;
-    members.reserve(batch.size());
-    std::size_t bytes = 0;
-    for (const auto& waiter : batch) {
-        members.push_back(&waiter->change);
-        bytes += waiter->change.bytes;
-    }
-    std::optional<std::string> error;
-    try {
-        apply_(members);
-    } catch (const std::exception& e) {
-        error = e.what();
-    } catch (...) {
-        error = "unknown error while committing a batch of changes";
-    }
-    if (observer_ != nullptr) {
-        observer_->batchDone(batch.size(), bytes, !error);
+    if (!error) {
+        try {
+            apply_(members);
+        } catch (const std::exception& e) {
+            error = describeFailure(e.what());
+        } catch (...) {
+            error = describeFailure("unknown error while committing a batch of changes");
+        }
+        if (observer_ != nullptr) {
+            observer_->batchDone(batch.size(), bytes, !error);
+        }
     }
     // Hand the writer's turn to the oldest change that queued meanwhile before waking this
     // batch, so the next commit starts as early as possible.
@@ -117,13 +132,21 @@ void GroupCommit::lead(const std::shared_ptr<Waiter>& self) {
         if (error) {
             // A failed batch fails every member: none of it was committed.
             waiter->error = error;
-            waiter->change.outcome = ChangeOutcome{};
         }
         if (waiter != self) {
             waiter->wake(Waiter::State::Done);
         }
     }
+    self->error = error;
     self->state = Waiter::State::Done;
+}
+
+std::shared_ptr<const std::string> GroupCommit::describeFailure(const char* reason) noexcept {
+    try {
+        return std::make_shared<const std::string>(reason);
+    } catch (...) {
+        return outOfMemory_;
+    }
 }
 
 }  // namespace twostep::core

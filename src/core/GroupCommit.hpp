@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <string>
 
 #include "core/Store.hpp"
 
@@ -65,11 +66,16 @@ public:
 private:
     struct Waiter;
 
-    /// Leads batches from the front of the queue until `self`'s batch has run.
-    void lead(const std::shared_ptr<Waiter>& self);
+    /// Leads one batch from the front of the queue (`self` is its oldest change), then passes
+    /// the writer's turn on and wakes the batch. Never throws: a turn that is not passed on would
+    /// leave every later caller waiting.
+    void lead(const std::shared_ptr<Waiter>& self) noexcept;
+    /// A batch's failure message, shared by its members (the preallocated one without memory).
+    std::shared_ptr<const std::string> describeFailure(const char* reason) noexcept;
 
     const ApplyBatch apply_;
     const BatchLimits limits_;
+    const std::shared_ptr<const std::string> outOfMemory_;
     CommitObserver* observer_ = nullptr;
     std::mutex mutex_;
     std::deque<std::shared_ptr<Waiter>> queue_;
