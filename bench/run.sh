@@ -83,6 +83,11 @@ for i in range(int(sys.argv[1])):
     print(name + "," + base64.b32encode(hashlib.sha1(name.encode()).digest()).decode())
 ' "$users" >"$work/users.csv"
 if [[ $peer == 1 ]]; then
+  for tool in node npm; do
+    command -v "$tool" >/dev/null ||
+      { echo "PEER=1 needs $tool (apt-get install -y nodejs npm), or run with PEER=0" >&2; exit 2; }
+  done
+  [[ -f $peer_src/server.js ]] || { echo "no peer at $peer_src (set PEER_SRC, or PEER=0)" >&2; exit 2; }
   if [[ ! -d $peer_dir/node_modules ]]; then
     echo "installing the peer into $peer_dir (npm ci; better-sqlite3 builds from source)..."
     rm -rf "$peer_dir" && mkdir -p "$peer_dir" && cp -r "$peer_src/." "$peer_dir/"
