@@ -1,5 +1,6 @@
 #include "core/GroupCommit.hpp"
 
+#include <algorithm>
 #include <cassert>
 #include <new>
 #include <optional>
@@ -34,13 +35,21 @@ struct GroupCommit::Waiter {
     State state = State::Queued;
 };
 
+namespace {
+
+/// `limits` with room for at least one change in a batch.
+BatchLimits atLeastOne(BatchLimits limits) {
+    limits.maxChanges = std::max<std::size_t>(1, limits.maxChanges);
+    return limits;
+}
+
+}  // namespace
+
 GroupCommit::GroupCommit(ApplyBatch apply, BatchLimits limits)
     : apply_(std::move(apply)),
-      limits_(limits),
+      limits_(atLeastOne(limits)),
       outOfMemory_(std::make_shared<const std::string>(
-          "out of memory while committing a batch of changes")) {
-    assert(limits_.maxChanges >= 1 && "a batch holds at least one change");
-}
+          "out of memory while committing a batch of changes")) {}
 
 ChangeOutcome GroupCommit::submit(const Change& change, const Settle& settle,
                                   std::optional<std::int64_t> recoveryCodeId) {

@@ -198,6 +198,21 @@ TEST_CASE("a batch holds at most maxChanges changes and maxBytes bytes", "[group
     }
 }
 
+TEST_CASE("a bound of zero changes still commits one at a time", "[groupcommit]") {
+    std::size_t largest = 0;
+    GroupCommit commits(
+        [&](std::span<QueuedChange* const> batch) {
+            largest = std::max(largest, batch.size());
+            for (QueuedChange* member : batch) {
+                member->outcome.applied = true;
+            }
+        },
+        BatchLimits{0, 0});
+    CHECK(commits.submit(changeFor("alice"), Settle()).applied);
+    CHECK(commits.submit(changeFor("bob"), Settle()).applied);
+    CHECK(largest == 1);
+}
+
 TEST_CASE("a batch that fails fails every member with the reason", "[groupcommit]") {
     RecordingApply apply;
     GroupCommit commits(std::ref(apply), BatchLimits{});
