@@ -59,6 +59,8 @@ public:
     bool removeUser(std::string_view) override { refuse(); }
     bool setState(std::string_view, UserState, Seconds) override { refuse(); }
     bool resetSecret(std::string_view, std::string_view, Seconds) override { refuse(); }
+    ChangeOutcome commit(const Change&, const Settle&) override { refuse(); }
+    void setCommitObserver(CommitObserver*) override {}
     bool acceptStep(std::string_view, std::int64_t, UserState, Seconds,
                     std::optional<int> = std::nullopt) override {
         refuse();
@@ -1051,6 +1053,41 @@ TEST_CASE("store and key failures fail closed", "[policy]") {
         h.enroll("alice");
         CHECK(h.decide(readFixture("0004")).reason == Reason::InternalError);
     }
+}
+
+/// Fails every commit of a change that is not an audit row alone, as a batch whose commit fails.
+class FailingCommitStore final : public twostep::test::ForwardingStore {
+public:
+    using ForwardingStore::ForwardingStore;
+    ChangeOutcome commit(const Change& change, const Settle& settle) override {
+        if (change.kind != Change::Kind::AuditOnly) {
+            throw CommitError("cannot commit a batch of 3 changes in database 'test': disk I/O error");
+        }
+        return ForwardingStore::commit(change, settle);
+    }
+};
+
+TEST_CASE("a failed group commit is refused with a deny that says to try again", "[policy]") {
+    Harness h(std::make_unique<FailingCommitStore>(openStore(":memory:")), PolicyConfig{});
+    h.enroll("alice");
+    for (const std::string& body : {readFixture("0004"), readFixture("0003")}) {
+        const ReviewOutcome outcome = h.post(body, Endpoint::Mutate);
+        CHECK_FALSE(outcome.decision->allowed);
+        CHECK(outcome.decision->reason == Reason::InternalError);
+        CHECK(outcome.decision->message ==
+              "twostep could not record the decision (database error; see the webhook log): the "
+              "change was refused; try again");
+        CHECK(outcome.error ==
+              "cannot commit a batch of 3 changes in database 'test': disk I/O error");
+    }
+    // Nothing of the failed changes happened; only the refusals were recorded.
+    const auto alice = h.user();
+    CHECK_FALSE(alice->lastStep);
+    CHECK(alice->failures == 0);
+    const auto audit = h.audit();
+    REQUIRE(audit.size() == 2);
+    CHECK(audit[0].reason == "internal_error");
+    CHECK(audit[1].reason == "internal_error");
 }
 
 TEST_CASE("bad bodies are answered 400 with a short reason", "[policy]") {
