@@ -231,7 +231,7 @@ expect_contains "--help documents unlock" "$out" "kubectl twostep unlock [--for 
 reset_log
 run unlock --for 10m --code 123456 </dev/null
 expect_eq "unlock exits 0" "$rc" 0
-expect_eq "unlock creates a review" "$(args_of 1)" "create --validate=false -f - -o yaml"
+expect_eq "unlock creates a review" "$(args_of 1)" "create --validate=false -f - -o jsonpath={.spec.nonResourceAttributes.verb}"
 review=$(cat "$FAKE_LOG/1.stdin")
 expect_contains "the review is a SelfSubjectAccessReview" "$review" "kind: SelfSubjectAccessReview"
 expect_contains "the review asks for 10 minutes" "$review" 'path: "/twostep.dev/unlock/10m"'
@@ -267,7 +267,7 @@ reset_log
 run unlock --code 123456 --kubeconfig /k/bob.kubeconfig --context=c1 --insecure-skip-tls-verify </dev/null
 expect_eq "unlock takes kubectl's connection flags" "$rc" 0
 expect_eq "unlock sends the review with them" "$(args_of 1)" \
-    "create --validate=false --kubeconfig /k/bob.kubeconfig --context=c1 --insecure-skip-tls-verify -f - -o yaml"
+    "create --validate=false --kubeconfig /k/bob.kubeconfig --context=c1 --insecure-skip-tls-verify -f - -o jsonpath={.spec.nonResourceAttributes.verb}"
 reset_log
 run unlock --code 123456 -n demo </dev/null
 expect_eq "unlock refuses other arguments" "$rc" 2
@@ -276,18 +276,18 @@ expect_eq "and calls nothing" "$(calls)" 0
 reset_log
 run delete deploy web -n demo --as=bob --code 123456 --kubeconfig k </dev/null
 expect_eq "delete unlocks as the user it deletes as" "$(args_of 1)" \
-    "create --validate=false --as=bob --kubeconfig k -f - -o yaml"
+    "create --validate=false --as=bob --kubeconfig k -f - -o jsonpath={.spec.nonResourceAttributes.verb}"
 expect_eq "delete keeps the connection flags" "$(args_of 2)" "delete deploy web -n demo --as=bob --kubeconfig k"
 reset_log
 run exec web-0 --code 123456 --context c2 -- sh -c 'echo --kubeconfig x' </dev/null
-expect_eq "exec unlocks in its context" "$(args_of 1)" "create --validate=false --context c2 -f - -o yaml"
+expect_eq "exec unlocks in its context" "$(args_of 1)" "create --validate=false --context c2 -f - -o jsonpath={.spec.nonResourceAttributes.verb}"
 expect_eq "flags after -- stay the command's" "$(cat "$FAKE_LOG/2.args")" \
     "$(printf 'exec\nweb-0\n--context\nc2\n--\nsh\n-c\necho --kubeconfig x')"
 
 reset_log
 run delete deploy web -n demo --code 123456 </dev/null
 expect_eq "delete exits 0" "$rc" 0
-expect_eq "delete unlocks first" "$(args_of 1)" "create --validate=false -f - -o yaml"
+expect_eq "delete unlocks first" "$(args_of 1)" "create --validate=false -f - -o jsonpath={.spec.nonResourceAttributes.verb}"
 expect_eq "then deletes" "$(args_of 2)" "delete deploy web -n demo"
 
 reset_log
@@ -371,6 +371,13 @@ FAKE_CONFIRM_ANSWER=$recovery run enroll confirm --code 87654321 </dev/null
 expect_eq "enroll confirm exits 0" "$rc" 0
 expect_eq "enroll confirm makes one review" "$(calls)" 1
 expect_contains "enroll confirm sends the code" "$(cat "$FAKE_LOG/1.stdin")" 'verb: "87654321"'
+# The reviews go to the cluster and as the user that kubectl's connection flags name, as unlock's.
+reset_log
+FAKE_CONFIRM_ANSWER=$recovery run enroll confirm --code 87654321 --kubeconfig /k/bob.kubeconfig \
+    --context=c1 </dev/null
+expect_eq "enroll takes kubectl's connection flags" "$rc" 0
+expect_eq "enroll sends the review with them, as unlock does" "$(args_of 1)" \
+    "create --validate=false --kubeconfig /k/bob.kubeconfig --context=c1 -f - -o jsonpath={.spec.nonResourceAttributes.verb}"
 
 # Refusals: the webhook's message, exit 1; twostep not answering is not taken for success.
 reset_log
