@@ -121,7 +121,7 @@ export KUBECONFIG=$E2E_WORK/nobody.kubeconfig
 note "kubectl $(kubectl version --client | sed -n 's/^Client Version: //p'), webhook $WEBHOOK"
 note "rendering $DEPLOY + ${mutating_components[*]} (validating round: + ${validating_components[*]})"
 
-users=(alice bob carol probe racer "${load_users[@]}" "${rest_users[@]}")
+users=(alice bob carol dana erin probe racer "${load_users[@]}" "${rest_users[@]}")
 if [[ -n $cluster ]]; then
   use_cluster "$cluster" "$webhook_ip"
   impersonated_users "${users[@]}"
@@ -148,6 +148,7 @@ scenario_exempt "${prefix}demo-mutating"
 scenario_codes "${prefix}demo-mutating"
 scenario_grants "${prefix}demo-mutating"
 scenario_namespace_label "${prefix}labels-mutating"
+scenario_self_enrollment "${prefix}demo-mutating"
 scenario_parallel "${prefix}demo-mutating"
 
 # Round 2: validating (the annotation is kept), on SQLite.
@@ -160,8 +161,9 @@ scenario_exempt "${prefix}demo-validating"
 scenario_codes "${prefix}demo-validating"
 scenario_grants "${prefix}demo-validating"
 scenario_namespace_label "${prefix}labels-validating"
+scenario_self_enrollment "${prefix}demo-validating"
 
-# Round 3: mutating on PostgreSQL: replay, unlock and the parallel scenarios.
+# Round 3: mutating on PostgreSQL: replay, unlock, self-enrolment and the parallel scenarios.
 if ((postgres)); then
   stop_webhook
   mode=mutating store_name=postgresql
@@ -177,6 +179,7 @@ print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$TWOSTEP_TEST_POSTGRES
   scenario_exempt "${prefix}demo-postgres"
   scenario_codes "${prefix}demo-postgres"
   scenario_grants "${prefix}demo-postgres"
+  scenario_self_enrollment "${prefix}demo-postgres"
   scenario_parallel "${prefix}demo-postgres"
 fi
 stop_webhook

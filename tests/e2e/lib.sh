@@ -25,6 +25,7 @@ external_cluster=0
 e2e_namespaces=()
 webhook_log=""
 api_port=""
+apiserver_audit_log=""     # the API server's audit log (only on the suite's own cluster)
 
 note() { printf '# %s\n' "$*"; }
 
@@ -173,11 +174,27 @@ impersonated_users() {
 
 # start_apiserver USER...: kube-apiserver on a free loopback port with a throwaway CA, serving
 # certificate and service-account key, USERs (and admin) in its token file; waits for /readyz.
-# Sets api_port.
+# Sets api_port and apiserver_audit_log (its audit log, under deploy/audit's policy).
 start_apiserver() {
   local attempt pid begun
   mkdir -p "$E2E_WORK/api"
   make_pki "$E2E_WORK/api"
+  # The API server's audit log under deploy/audit's twostep rule, followed by one that would log
+  # SelfSubjectAccessReviews with their bodies: were the twostep rule missing or wrong, the
+  # enrolment secrets would land in the log, where scenario_self_enrollment looks for them.
+  # Nothing else is audited (it would only slow the load phases down).
+  python3 - "$E2E_ROOT/deploy/audit/audit-policy.yaml" >"$E2E_WORK/api/audit-policy.yaml" <<'EOF' ||
+import sys, yaml
+policy = yaml.safe_load(open(sys.argv[1]))
+reviews = {"group": "authorization.k8s.io", "resources": ["selfsubjectaccessreviews"]}
+policy["rules"] = policy["rules"][:1] + [
+    {"level": "RequestResponse", "resources": [reviews]},
+    {"level": "None"},
+]
+print(yaml.safe_dump(policy))
+EOF
+    die "cannot write the API server's audit policy"
+  apiserver_audit_log=$E2E_WORK/api/audit.log
   openssl genrsa -out "$E2E_WORK/api/sa.key" 2048 2>/dev/null
   openssl rsa -in "$E2E_WORK/api/sa.key" -pubout -out "$E2E_WORK/api/sa.pub" 2>/dev/null
   for attempt in 1 2 3 4 5; do
@@ -194,6 +211,7 @@ start_apiserver() {
       --service-account-key-file="$E2E_WORK/api/sa.pub" \
       --service-account-signing-key-file="$E2E_WORK/api/sa.key" \
       --enable-admission-plugins=NamespaceLifecycle,ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook \
+      --audit-policy-file="$E2E_WORK/api/audit-policy.yaml" --audit-log-path="$apiserver_audit_log" \
       --profiling=false --cert-dir="$E2E_WORK/api/certs"
     pid=$last_pid
     for _ in $(seq 600); do

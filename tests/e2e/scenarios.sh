@@ -364,3 +364,116 @@ snapshot() {
   apiserver_metrics "$1.api"
   webhook_metrics "$1.hook"
 }
+
+# dana and erin: self-enrolment, `kubectl twostep enroll` through the API server. An admin invites
+# dana; she enrols as herself, "scans" the URI the API server hands back to her (oathtool stands
+# in for the app), types the first code and gets her recovery codes; `kubectl twostep apply` with
+# her next code is then allowed. erin, not invited, is refused with whom to ask, and nothing is
+# made for her. No secret, URI or recovery code reaches the API server's audit log (deploy/audit's
+# rule), the webhook's log or twostep's audit log. /validate cannot hand a secret back: there,
+# enrolment is refused with what to ask for.
+scenario_self_enrollment() {
+  local ns=$1 uri secret pid fifo status recovery show
+  note "self-enrollment ($mode, $ns, store $store_name)"
+  with_code 123456
+  user_runs erin kubectl twostep enroll --kubeconfig erin.kubeconfig
+  if [[ $mode == validating ]]; then
+    expect_refused "$mode: kubectl twostep enroll is refused: it needs the mutating webhook" \
+      "self-enrollment needs twostep's mutating webhook"
+    return 0
+  fi
+  expect_refused "$mode/$store_name: erin, not invited, is refused with whom to ask" \
+    "user erin has no open invitation to enroll; ask an admin to run \`twostep-enroll invite erin\`"
+  expect_eq "$mode/$store_name: erin gets no secret" \
+    "$([[ $out$err == *otpauth* ]] && echo secret || echo none)" none
+  expect_eq "$mode/$store_name: nothing was made for erin" "$(enroll show erin 2>&1)" \
+    "error: user 'erin' is not enrolled (see \`twostep-enroll list\`)"
+
+  enroll invite dana --ttl 1h >/dev/null || fail "$mode/$store_name: twostep-enroll invites dana"
+  local audited_before=0
+  [[ -z $apiserver_audit_log ]] || audited_before=$(wc -l <"$apiserver_audit_log")
+  # One `kubectl twostep enroll`, as dana types it: the code goes in once the URI is out.
+  rm -f "$E2E_WORK/dana.in"
+  mkfifo "$E2E_WORK/dana.in"
+  printf '  [dana] $ kubectl twostep enroll --print-uri --kubeconfig dana.kubeconfig\n'
+  kubectl twostep enroll --print-uri --kubeconfig dana.kubeconfig <"$E2E_WORK/dana.in" \
+    >"$E2E_WORK/dana.out" 2>"$E2E_WORK/dana.err" &
+  pid=$!
+  e2e_pids+=("$pid kubectl twostep enroll")
+  exec {fifo}>"$E2E_WORK/dana.in"
+  uri=""
+  for _ in $(seq 300); do
+    uri=$(grep -m1 '^otpauth://' "$E2E_WORK/dana.out" || true)
+    [[ -n $uri ]] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [[ -z $uri ]]; then
+    exec {fifo}>&-
+    wait "$pid" || true
+    fail "$mode/$store_name: dana's kubectl twostep enroll shows an otpauth URI" \
+      "$(cat "$E2E_WORK/dana.out" "$E2E_WORK/dana.err")"
+    return 0
+  fi
+  expect_eq "$mode/$store_name: the URI names dana's account" "${uri%%\?*}" "otpauth://totp/twostep:dana"
+  secret=$(sed -n 's/.*[?&]secret=\([A-Z2-7]*\).*/\1/p' <<<"$uri")
+  expect_eq "$mode/$store_name: the URI carries a 160-bit secret" "${#secret}" 32
+  printf '%s' "$secret" >"$E2E_WORK/secrets/dana"
+  rm -f "$E2E_WORK/steps/dana"
+  # "Scanning": oathtool computes the code the app would show.
+  next_code dana >&"$fifo"
+  exec {fifo}>&-
+  status=0
+  wait "$pid" || status=$?
+  expect_eq "$mode/$store_name: dana's kubectl twostep enroll succeeds" "$status" 0
+  [[ $status == 0 ]] || explain "$(cat "$E2E_WORK/dana.err")"
+  expect_eq "$mode/$store_name: dana is told she is enrolled" \
+    "$(grep -c '^Enrolled: two-step verification is active for you.$' "$E2E_WORK/dana.out")" 1
+  mapfile -t recovery < <(sed -n 's/^  \([a-z0-9]\{4\}-[a-z0-9]\{4\}-[a-z0-9]\{4\}-[a-z0-9]\{4\}\)$/\1/p' \
+    "$E2E_WORK/dana.out")
+  expect_eq "$mode/$store_name: dana is shown 10 recovery codes" "${#recovery[@]}" 10
+  show=$(enroll show dana)
+  expect_eq "$mode/$store_name: dana is active, with her recovery codes, her invitation used up" \
+    "$(grep -cE '^(state: +active|recovery codes: +10 left|invitation: +-)$' <<<"$show")" 3
+  expect_eq "$mode/$store_name: the admin sees no secret" \
+    "$([[ $show == *"$secret"* ]] && echo secret || echo none)" none
+
+  cat >"$E2E_WORK/self-enrolled.yaml" <<'YAML'
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: self-enrolled}
+data: {who: dana}
+YAML
+  with_code "$(next_code dana)"
+  user_runs dana kubectl twostep apply -f self-enrolled.yaml -n "$ns" --kubeconfig dana.kubeconfig
+  expect_allowed "$mode/$store_name: dana's kubectl twostep apply with her next code is allowed" \
+    "configmap/self-enrolled created"
+  with_code 123456
+  user_runs erin kubectl twostep apply -f self-enrolled.yaml -n "$ns" --kubeconfig erin.kubeconfig
+  expect_refused "$mode/$store_name: erin, not enrolled, still may not change anything" \
+    "$refused_by: user erin is not enrolled in two-step verification"
+
+  local leaks=()
+  if [[ -n $apiserver_audit_log ]]; then
+    local reviews
+    reviews=$(tail -n "+$((audited_before + 1))" "$apiserver_audit_log" | grep '"username":"dana"' |
+      grep '"resource":"selfsubjectaccessreviews"' || true)
+    expect_eq "$mode/$store_name: the API server audited dana's two reviews, at Metadata level" \
+      "$(grep -c '"level":"Metadata"' <<<"$reviews") $(grep -vc '"level":"Metadata"' <<<"$reviews")" "2 0"
+    grep -q 'otpauth' "$apiserver_audit_log" && leaks+=("the API server's audit log holds an otpauth URI")
+    grep -qF "$secret" "$apiserver_audit_log" && leaks+=("the API server's audit log holds the secret")
+    for code in "${recovery[@]}"; do
+      grep -qF "$code" "$apiserver_audit_log" && leaks+=("the API server's audit log holds recovery code $code")
+    done
+  fi
+  grep -q 'otpauth' "$webhook_log" && leaks+=("the webhook's log holds an otpauth URI")
+  grep -qF "$secret" "$webhook_log" && leaks+=("the webhook's log holds the secret")
+  enroll audit --user dana --json >"$E2E_WORK/dana-audit.json"
+  grep -qF "$secret" "$E2E_WORK/dana-audit.json" && leaks+=("twostep's audit log holds the secret")
+  expect_eq "$mode/$store_name: no secret, URI or recovery code in any log" "${leaks[*]}" ""
+  expect_eq "$mode/$store_name: twostep's audit log has the start and the confirmation" \
+    "$(python3 -c '
+import json, sys
+reasons = {e["reason"] for e in json.load(open(sys.argv[1]))["events"] if e["decision"] == "allow"}
+print("enroll_started" in reasons, "enrolled" in reasons)' "$E2E_WORK/dana-audit.json")" "True True"
+}
