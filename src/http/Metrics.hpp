@@ -1,4 +1,4 @@
-/// Prometheus metrics of the webhook (prometheus-cpp registry, text exposition served by POCO on
+/// Prometheus metrics of the webhook (prometheus-cpp registry, text exposition served on
 /// GET /metrics). Label values come only from fixed sets, never from request data.
 #pragma once
 
@@ -43,8 +43,14 @@ public:
     /// Counts an answer other than 200 (codes outside the known set count as "other").
     void countHttpStatus(int status);
     void countCertificateReload(ReloadResult result);
-    /// Counts a connection the watchdog cut for sending its request headers too slowly.
+    /// Counts a connection cut for not sending complete request headers in time.
     void countConnectionCut();
+    /// Counts a connection closed at accept (--max-connections reached, no descriptor left).
+    void countConnectionRefused();
+    /// The open and idle connection gauges.
+    void connectionOpened();
+    void connectionClosed();
+    void connectionsIdle(int delta);
 
     /// Sets the user gauges from `store`. @throw StoreError when the store fails (the gauges keep
     /// their previous values).
@@ -55,7 +61,8 @@ public:
 private:
     static constexpr std::size_t EndpointCount = 2;
     static constexpr std::size_t ReasonCount = static_cast<std::size_t>(core::Reason::InternalError) + 1;
-    static constexpr std::array<int, 9> KnownStatuses{400, 403, 404, 405, 408, 411, 413, 500, 503};
+    static constexpr std::array<int, 11> KnownStatuses{400, 403, 404, 405, 408, 411,
+                                                       413, 431, 500, 503, 505};
 
     std::shared_ptr<prometheus::Registry> registry_;
     /// [endpoint][allowed][reason]
@@ -67,6 +74,9 @@ private:
     std::array<prometheus::Gauge*, 3> enrolled_{};  ///< pending, active, disabled
     prometheus::Gauge* locked_ = nullptr;
     prometheus::Counter* connectionsCut_ = nullptr;
+    prometheus::Counter* connectionsRefused_ = nullptr;
+    prometheus::Gauge* connectionsOpen_ = nullptr;
+    prometheus::Gauge* connectionsIdle_ = nullptr;
 };
 
 /// "validate" or "mutate".

@@ -1,19 +1,19 @@
-#include "http/HandlerFactory.hpp"
+#include "http/Router.hpp"
 
-#include <Poco/Exception.h>
-#include <Poco/Net/HTTPServerRequest.h>
-#include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/DateTimeFormat.h>
+#include <Poco/DateTimeFormatter.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/Timestamp.h>
 
 #include <array>
+#include <ctime>
 #include <exception>
-#include <memory>
-#include <ostream>
 #include <string>
 
 #include "core/Clock.hpp"
 #include "core/Store.hpp"
 #include "http/AdmitHandler.hpp"
-#include "http/ConnectionWatchdog.hpp"
 #include "http/Log.hpp"
 #include "http/Metrics.hpp"
 
@@ -21,138 +21,85 @@ namespace twostep::http {
 
 namespace {
 
-constexpr std::string_view TextPlain = "text/plain; charset=utf-8";
-
-/// These handlers never read a request body; one left on the connection would be parsed as the
-/// next request, so such a connection is closed after the answer.
-void closeIfBodyUnread(const Poco::Net::HTTPServerRequest& request,
-                       Poco::Net::HTTPServerResponse& response) {
-    if (request.getChunkedTransferEncoding() || request.getContentLength64() > 0) {
-        response.setKeepAlive(false);
-    }
-}
-
-/// A fixed answer: 404, 405 (with Allow), /healthz.
-class FixedHandler final : public Poco::Net::HTTPRequestHandler {
-public:
-    FixedHandler(Metrics& metrics, int status, std::string body, std::string allow = "")
-        : metrics_(metrics), status_(status), body_(std::move(body)), allow_(std::move(allow)) {}
-
-    void handleRequest(Poco::Net::HTTPServerRequest& request,
-                       Poco::Net::HTTPServerResponse& response) override {
-        try {
-            closeIfBodyUnread(request, response);
-            if (!allow_.empty()) {
-                response.set("Allow", allow_);
-            }
-        } catch (...) {
-            // Only allocation can fail here; the answer below still goes out.
-        }
-        sendResponse(response, metrics_, status_, TextPlain, body_);
-    }
-
-private:
-    Metrics& metrics_;
-    int status_;
-    std::string body_;
-    std::string allow_;
-};
-
-/// GET /readyz: 200 when the database answers and a certificate is loaded, else 503 and why.
-class ReadyHandler final : public Poco::Net::HTTPRequestHandler {
-public:
-    explicit ReadyHandler(const ServerServices& services) : services_(services) {}
-
-    void handleRequest(Poco::Net::HTTPServerRequest& request,
-                       Poco::Net::HTTPServerResponse& response) override {
-        std::string problem;
-        try {
-            closeIfBodyUnread(request, response);
-            services_.store.ping();
-        } catch (const std::exception& e) {
-            problem = std::string("database not usable: ") + e.what();
-        } catch (...) {
-            problem = "database not usable";
-        }
-        if (problem.empty() && !services_.certificateLoaded()) {
-            problem = "no certificate loaded";
-        }
-        if (problem.empty()) {
-            sendResponse(response, services_.metrics, 200, TextPlain, "ok\n");
-            return;
-        }
-        services_.log.warn("not ready", {{"reason", problem}});
-        sendResponse(response, services_.metrics, 503, TextPlain, problem + "\n");
-    }
-
-private:
-    const ServerServices& services_;
-};
-
-/// GET /metrics: the Prometheus text format, user gauges refreshed from the store first.
-class MetricsHandler final : public Poco::Net::HTTPRequestHandler {
-public:
-    explicit MetricsHandler(const ServerServices& services) : services_(services) {}
-
-    void handleRequest(Poco::Net::HTTPServerRequest& request,
-                       Poco::Net::HTTPServerResponse& response) override {
-        try {
-            closeIfBodyUnread(request, response);
-            services_.metrics.refreshUserGauges(services_.store, services_.clock.now());
-        } catch (const std::exception& e) {
-            // Serve the other metrics anyway; the gauges keep their last values.
-            services_.log.warn("cannot refresh user gauges", {{"error", e.what()}});
-        } catch (...) {
-            services_.log.warn("cannot refresh user gauges");
-        }
-        try {
-            sendResponse(response, services_.metrics, 200, "text/plain; version=0.0.4",
-                         services_.metrics.renderText());
-        } catch (...) {
-            sendResponse(response, services_.metrics, 500, TextPlain, "cannot render metrics\n");
-        }
-    }
-
-private:
-    const ServerServices& services_;
-};
-
-/// Tells the connection's watchdog registration when the request is done: POCO deletes the
-/// handler once the answer is sent, before it waits for the next request on the connection.
-class WatchedHandler final : public Poco::Net::HTTPRequestHandler {
-public:
-    WatchedHandler(std::unique_ptr<Poco::Net::HTTPRequestHandler> handler,
-                   ConnectionWatchdog::Registration& connection)
-        : handler_(std::move(handler)), connection_(connection) {}
-    ~WatchedHandler() override { connection_.requestDone(); }
-    WatchedHandler(const WatchedHandler&) = delete;
-    WatchedHandler& operator=(const WatchedHandler&) = delete;
-
-    void handleRequest(Poco::Net::HTTPServerRequest& request,
-                       Poco::Net::HTTPServerResponse& response) override {
-        handler_->handleRequest(request, response);
-    }
-
-private:
-    std::unique_ptr<Poco::Net::HTTPRequestHandler> handler_;
-    ConnectionWatchdog::Registration& connection_;
-};
-
-enum class Route { Validate, Mutate, Healthz, Readyz, Metrics };
+enum class Target { Validate, Mutate, Healthz, Readyz, Metrics };
 
 struct RouteSpec {
     std::string_view path;
-    Route route;
+    Target target;
     std::string_view method;
 };
 
 constexpr std::array Routes{
-    RouteSpec{"/validate", Route::Validate, "POST"},
-    RouteSpec{"/mutate", Route::Mutate, "POST"},
-    RouteSpec{"/healthz", Route::Healthz, "GET"},
-    RouteSpec{"/readyz", Route::Readyz, "GET"},
-    RouteSpec{"/metrics", Route::Metrics, "GET"},
+    RouteSpec{"/validate", Target::Validate, "POST"},
+    RouteSpec{"/mutate", Target::Mutate, "POST"},
+    RouteSpec{"/healthz", Target::Healthz, "GET"},
+    RouteSpec{"/readyz", Target::Readyz, "GET"},
+    RouteSpec{"/metrics", Target::Metrics, "GET"},
 };
+
+Response text(int status, std::string body) {
+    Response response;
+    response.status = status;
+    response.body = std::move(body);
+    return response;
+}
+
+/// GET /readyz: 200 when the database answers and a certificate is loaded, else 503 and why.
+Response ready(const ServerServices& services) noexcept {
+    std::string problem;
+    try {
+        services.store.ping();
+    } catch (const std::exception& e) {
+        problem = std::string("database not usable: ") + e.what();
+    } catch (...) {
+        problem = "database not usable";
+    }
+    try {
+        if (problem.empty() && !services.certificateLoaded()) {
+            problem = "no certificate loaded";
+        }
+        if (problem.empty()) {
+            return text(200, "ok\n");
+        }
+        services.log.warn("not ready", {{"reason", problem}});
+        return text(503, problem + "\n");
+    } catch (...) {
+        return text(503, "not ready\n");
+    }
+}
+
+/// GET /metrics: the Prometheus text format, user gauges refreshed from the store first.
+Response metrics(const ServerServices& services) noexcept {
+    try {
+        services.metrics.refreshUserGauges(services.store, services.clock.now());
+    } catch (const std::exception& e) {
+        // Serve the other metrics anyway; the gauges keep their last values.
+        services.log.warn("cannot refresh user gauges", {{"error", e.what()}});
+    } catch (...) {
+        services.log.warn("cannot refresh user gauges");
+    }
+    try {
+        Response response;
+        response.contentType = "text/plain; version=0.0.4";
+        response.body = services.metrics.renderText();
+        return response;
+    } catch (...) {
+        return text(500, "cannot render metrics\n");
+    }
+}
+
+/// The Date header's value, formatted once a second per thread.
+const std::string& httpDate() {
+    thread_local std::time_t second = 0;
+    thread_local std::string formatted;
+    const std::time_t now = std::time(nullptr);
+    if (now != second) {
+        second = now;
+        formatted = Poco::DateTimeFormatter::format(Poco::Timestamp::fromEpochTime(now),
+                                                    Poco::DateTimeFormat::HTTP_FORMAT);
+    }
+    return formatted;
+}
 
 }  // namespace
 
@@ -160,64 +107,130 @@ std::string_view pathOf(std::string_view uri) {
     return uri.substr(0, uri.find_first_of("?#"));
 }
 
-void sendResponse(Poco::Net::HTTPServerResponse& response, Metrics& metrics, int status,
-                  std::string_view contentType, std::string_view body) noexcept {
+Route Router::route(const RequestHead& request) const noexcept {
     try {
-        if (status != 200) {
-            metrics.countHttpStatus(status);
+        const std::string_view path = pathOf(request.head.getURI());
+        Route route;
+        for (const RouteSpec& spec : Routes) {
+            if (spec.path != path) {
+                continue;
+            }
+            if (request.head.getMethod() != spec.method) {
+                Response refused = text(405, std::string(path) + " only accepts " +
+                                                 std::string(spec.method) + "\n");
+                refused.allow = std::string(spec.method);
+                route.reply = std::move(refused);
+                break;
+            }
+            switch (spec.target) {
+            case Target::Validate:
+            case Target::Mutate: {
+                const core::Endpoint endpoint = spec.target == Target::Mutate
+                                                    ? core::Endpoint::Mutate
+                                                    : core::Endpoint::Validate;
+                if (auto refused = AdmitHandler(services_, endpoint).checkHead(request)) {
+                    route.reply = std::move(*refused);
+                } else {
+                    route.review = endpoint;
+                }
+                return route;
+            }
+            case Target::Healthz: route.reply = text(200, "ok\n"); break;
+            case Target::Readyz:
+                route.reply = BlockingWork([&services = services_] { return ready(services); });
+                break;
+            case Target::Metrics:
+                route.reply = BlockingWork([&services = services_] { return metrics(services); });
+                break;
+            }
+            break;
         }
-        response.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
-        response.setContentType(std::string(contentType));
-        if (status == 200) {
-            // Header and body leave in one TLS record and one write when the response object
-            // dies, right after the handler returns (send() below writes twice): this is every
-            // review's answer: one write and ~6% of the instructions less (docs/benchmarks.md).
-            response.sendBuffer(body.data(), body.size());
-            return;
+        if (!route.reply) {
+            route.reply = text(404, "no such endpoint\n");
         }
-        response.setContentLength64(static_cast<Poco::Int64>(body.size()));
-        // Not sendBuffer(): its header stream is only flushed when the response object dies,
-        // and a 413 must reach the client before the handler lingers on the connection.
-        std::ostream& out = response.send();
-        out.write(body.data(), static_cast<std::streamsize>(body.size()));
-        out.flush();
+        // These handlers never read a body; one left on the connection would be parsed as the
+        // next request, so such a connection is closed after the answer.
+        if (request.hasBody) {
+            if (auto* response = std::get_if<Response>(&*route.reply)) {
+                response->close = true;
+            } else {
+                auto work = std::get<BlockingWork>(std::move(*route.reply));
+                route.reply = BlockingWork([work = std::move(work)] {
+                    Response answered = work();
+                    answered.close = true;
+                    return answered;
+                });
+            }
+        }
+        return route;
     } catch (...) {
-        // The client went away or the socket failed; there is nobody left to answer.
+        // Only allocation can fail here.
+        Route route;
+        route.reply = Response{500, TextPlain, "internal error, see the server log\n", {}, true};
+        return route;
     }
 }
 
-Poco::Net::HTTPRequestHandler* HandlerFactory::createRequestHandler(
-    const Poco::Net::HTTPServerRequest& request) {
-    ConnectionWatchdog::Registration* connection = ConnectionWatchdog::current();
-    if (connection == nullptr) {
-        return route(request);
-    }
-    connection->headersComplete();
-    return new WatchedHandler(std::unique_ptr<Poco::Net::HTTPRequestHandler>(route(request)),
-                              *connection);
+Reply Router::review(core::Endpoint endpoint, std::string body) const noexcept {
+    return AdmitHandler(services_, endpoint).review(std::move(body));
 }
 
-Poco::Net::HTTPRequestHandler* HandlerFactory::route(const Poco::Net::HTTPServerRequest& request) {
-    const std::string_view path = pathOf(request.getURI());
-    for (const RouteSpec& spec : Routes) {
-        if (spec.path != path) {
-            continue;
+Response Router::refuse(int status, std::string reason, std::string_view client,
+                        std::optional<core::Endpoint> endpoint) const noexcept {
+    return refuseRequest(services_, status, std::move(reason), client, endpoint);
+}
+
+Response refuseRequest(const ServerServices& services, int status, std::string reason,
+                       std::string_view client, std::optional<core::Endpoint> endpoint) noexcept {
+    Response response;
+    response.status = status;
+    response.close = true;
+    // The rest of the body is unread: closing at once would make the kernel answer what keeps
+    // arriving with a reset, which can destroy the answer before the client reads it.
+    response.linger = status == 413 || status == 403;
+    try {
+        if (endpoint) {
+            services.log.warn("request refused", {{"endpoint", toString(*endpoint)},
+                                                  {"status", std::int64_t{status}},
+                                                  {"reason", reason},
+                                                  {"client", client}});
+        } else {
+            services.log.warn("request refused", {{"status", std::int64_t{status}},
+                                                  {"reason", reason},
+                                                  {"client", client}});
         }
-        if (request.getMethod() != spec.method) {
-            return new FixedHandler(services_.metrics, 405,
-                                    std::string(path) + " only accepts " +
-                                        std::string(spec.method) + "\n",
-                                    std::string(spec.method));
-        }
-        switch (spec.route) {
-        case Route::Validate: return new AdmitHandler(services_, core::Endpoint::Validate);
-        case Route::Mutate: return new AdmitHandler(services_, core::Endpoint::Mutate);
-        case Route::Healthz: return new FixedHandler(services_.metrics, 200, "ok\n");
-        case Route::Readyz: return new ReadyHandler(services_);
-        case Route::Metrics: return new MetricsHandler(services_);
-        }
+        response.body = std::move(reason) + "\n";
+    } catch (...) {
+        // Out of memory for the text: the status alone still says it.
     }
-    return new FixedHandler(services_.metrics, 404, "no such endpoint\n");
+    return response;
+}
+
+std::string serialize(const Response& response, bool close) {
+    const std::string& reason = Poco::Net::HTTPResponse::getReasonForStatus(
+        static_cast<Poco::Net::HTTPResponse::HTTPStatus>(response.status));
+    std::string out;
+    out.reserve(192 + response.body.size());
+    out += "HTTP/1.1 ";
+    out += std::to_string(response.status);
+    out += ' ';
+    out += reason;
+    out += "\r\nDate: ";
+    out += httpDate();
+    out += "\r\nContent-Type: ";
+    out += response.contentType;
+    out += "\r\nContent-Length: ";
+    out += std::to_string(response.body.size());
+    if (!response.allow.empty()) {
+        out += "\r\nAllow: ";
+        out += response.allow;
+    }
+    if (close) {
+        out += "\r\nConnection: Close";  // POCO's spelling, which clients and tests know
+    }
+    out += "\r\n\r\n";
+    out += response.body;
+    return out;
 }
 
 }  // namespace twostep::http
