@@ -433,12 +433,13 @@ private:
     void judge(const Connection& c, int status, std::string_view body, TimePoint now) {
         const Request& request = *c.request;
         const bool counted = now >= measureStart_ && now < end_;
-        const Answer answer = status == 200 ? readAnswer(body) : Answer{};
-        const std::string key = status != 200 ? "http/" + std::to_string(status)
+        const bool plain = request.expectedBody.has_value();
+        const Answer answer = status == 200 && !plain ? readAnswer(body) : Answer{};
+        const std::string key = status != 200 || plain ? "http/" + std::to_string(status)
                                 : answer.parsed
                                     ? (answer.allowed ? "allow/" : "deny/") + answer.reason
                                     : "unparsed";
-        bool expected = false;
+        bool expected = plain && status == 200 && body == *request.expectedBody;
         for (const Expected& e : request.expected) {
             expected = expected || (answer.parsed && e.allowed == answer.allowed &&
                                     e.reason == answer.reason);
