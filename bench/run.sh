@@ -5,23 +5,36 @@
 #   bench/run.sh [BUILD_DIR]            default build/bench, made with:
 #     cmake -S . -B build/bench -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" \
 #       -DBUILD_TESTING=OFF && cmake --build build/bench -j2 \
-#       --target twostep-webhook twostep-enroll twostep-loadgen
+#       --target twostep-webhook twostep-enroll twostep-loadgen twostep-poco-floor
+#
+# Scenarios (SCENARIOS, default "floor healthz exempt wrong valid replay mutate crowd idle"):
+#   floor    GET /healthz on twostep-poco-floor: POCO's HTTPServer, a thread per connection, the
+#            floor the event-driven front end replaced (issue 11), built in the same run
+#   healthz  GET /healthz on the webhook
+#   exempt wrong valid replay mutate   reviews on the webhook (docs/benchmarks.md, scenarios)
+#   crowd    exempt with 64 and 256 connections, beyond the old thread pool
+#   idle     IDLE (2000) idle keep-alive connections: server RSS per idle connection, a new and
+#            the oldest idle connection timed
+#   idle10k  the same with 10,000 idle connections (the server raises its open file limit; the
+#            generator needs a hard limit of at least 10,300)
 #
 # Environment: DURATION (s, default 10), WARMUP (s, 1), CONNECTIONS (32), USERS (100000),
-# SERVER_CPU (0), LOADGEN_CPU (1), SCENARIOS ("exempt wrong valid replay mutate pool"),
-# SYNCHRONOUS (full, normal or durable-state: the database's PRAGMA synchronous, default the
-# store's), SERVER_FLAGS (extra webhook flags), KEEP (1: keep the work dir), BOOST (1, as root:
-# on a machine shared with other work, run the server and the generator as SCHED_FIFO priority 1
-# (`chrt -f 1`): a request/response benchmark is bound by how fast a woken thread gets its CPU,
-# which `nice` does not shorten; the kernel's RT throttling still leaves 5% to everything else). Each scenario runs against a fresh copy of one database of USERS enrolled users, with
-# the server pinned to SERVER_CPU and the generator to LOADGEN_CPU.
+# SERVER_CPU (0), LOADGEN_CPU (1), IDLE (2000), SYNCHRONOUS (full, normal or durable-state: the
+# database's PRAGMA synchronous, default the store's), SERVER_FLAGS (extra webhook flags), KEEP
+# (1: keep the work dir), BOOST (1, as root: on a machine shared with other work, run the server
+# and the generator as SCHED_FIFO priority 1 (`chrt -f 1`): a request/response benchmark is bound
+# by how fast a woken thread gets its CPU, which `nice` does not shorten; the kernel's RT
+# throttling still leaves 5% to everything else). Each scenario runs against a fresh copy of one
+# database of USERS enrolled users, with the server pinned to SERVER_CPU (so the webhook runs one
+# event loop) and the generator to LOADGEN_CPU.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build/bench}
 webhook=$build/src/twostep-webhook
 enroll=$build/enroll/twostep-enroll
 loadgen=$build/bench/twostep-loadgen
-for binary in "$webhook" "$enroll" "$loadgen"; do
+floor=$build/bench/twostep-poco-floor
+for binary in "$webhook" "$enroll" "$loadgen" "$floor"; do
   [[ -x $binary ]] || { echo "missing $binary: build it first (see the top of $0)" >&2; exit 1; }
 done
 duration=${DURATION:-10}
@@ -30,7 +43,8 @@ connections=${CONNECTIONS:-32}
 users=${USERS:-100000}
 server_cpu=${SERVER_CPU:-0}
 loadgen_cpu=${LOADGEN_CPU:-1}
-scenarios=${SCENARIOS:-exempt wrong valid replay mutate pool}
+scenarios=${SCENARIOS:-floor healthz exempt wrong valid replay mutate crowd idle}
+idle=${IDLE:-2000}
 read -r -a server_flags <<<"${SERVER_FLAGS:-}"
 db_url() { echo "sqlite:$work/db/twostep.db${SYNCHRONOUS:+?synchronous=$SYNCHRONOUS}"; }
 body=$root/bench/review-4.6k.json
@@ -58,18 +72,24 @@ start=$(date +%s%N)
 echo "import took $(( ($(date +%s%N) - start) / 1000000 )) ms"
 
 # start_server [FLAGS...]: a fresh copy of the template database, the server pinned to
-# SERVER_CPU; sets server_pid, server_port, ready_ms.
+# SERVER_CPU; sets server_pid, server_port, ready_ms. With server_kind=floor: the floor binary.
+server_kind=webhook
 start_server() {
   rm -rf "$work/db"
   cp -r "$work/template" "$work/db"
-  local line
+  local line command
+  if [[ $server_kind == floor ]]; then
+    command=("$floor" --listen=127.0.0.1:0 --tls-cert="$work/server.pem" --tls-key="$work/server.key" "$@")
+  else
+    command=("$webhook" --listen=127.0.0.1:0 --tls-cert="$work/server.pem" --tls-key="$work/server.key" \
+      --db="$(db_url)" --master-key-file="$work/master.key" "${server_flags[@]}" "$@")
+  fi
   line=$("${boost[@]}" "$loadgen" startup --log "$work/server.log" --ca "$work/ca.pem" --cpu "$server_cpu" -- \
-    "$webhook" --listen=127.0.0.1:0 --tls-cert="$work/server.pem" --tls-key="$work/server.key" \
-    --db="$(db_url)" --master-key-file="$work/master.key" "${server_flags[@]}" "$@")
+    "${command[@]}")
   server_pid=$(sed -n 's/.*pid=\([0-9]*\).*/\1/p' <<<"$line")
   server_port=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' <<<"$line")
   ready_ms=$(sed -n 's/.*ready_ms=\([0-9.]*\).*/\1/p' <<<"$line")
-  ready_all+=("$ready_ms")
+  [[ $server_kind == floor ]] || ready_all+=("$ready_ms")
 }
 stop_server() {
   kill -TERM "$server_pid"
@@ -103,16 +123,40 @@ run() {
     "$(field loadgen_cpu "$result")" \
     "$(field reasons "$result") unexpected=$(field unexpected "$result") never_answered=$(field never_answered "$result")$([[ $rc -ne 0 ]] && echo " EXIT=$rc")")")
   echo "  $name: $(field rps "$result") req/s" >&2
+  rps_of[$name]=$(field rps "$result")
+}
+declare -A rps_of
+
+# idle_run NAME COUNT: COUNT idle keep-alive connections against the webhook.
+idle_rows=()
+idle_run() {
+  local name=$1 count=$2 result rc=0
+  start_server
+  result=$("${boost[@]}" taskset -c "$loadgen_cpu" "$loadgen" idle --port "$server_port" \
+    --ca "$work/ca.pem" --connections "$count" --server-pid "$server_pid" --rounds 5 \
+    2>"$work/loadgen.err") || rc=$?
+  stop_server
+  echo "$result" >>"$work/results.txt"
+  idle_rows+=("$(printf '%-10s %7s %7s %9s %9s %9s %8s %8s %s' "$name" "$count" \
+    "$(field opened "$result")" "$(field per_idle_kb "$result")" \
+    "$(awk -v kb="$(field server_rss_after_kb "$result")" 'BEGIN {printf "%.1f", kb / 1024}')" \
+    "$(field setup_s "$result")" "$(field new_max_ms "$result")" "$(field oldest_max_ms "$result")" \
+    "all_answered=$(field all_answered "$result")$([[ $rc -ne 0 ]] && echo " EXIT=$rc")")")
+  echo "  $name: $(field per_idle_kb "$result") KiB per idle connection, new connection" \
+    "$(field new_max_ms "$result") ms" >&2
 }
 
 for scenario in $scenarios; do
   case $scenario in
-    exempt | wrong | valid | replay | mutate) run "$scenario" "$scenario" "$connections" ;;
-    pool)
-      # Beyond the thread pool: each keep-alive connection holds a worker thread.
+    floor) server_kind=floor; run "floor (POCO healthz)" healthz "$connections"; server_kind=webhook ;;
+    healthz | exempt | wrong | valid | replay | mutate) run "$scenario" "$scenario" "$connections" ;;
+    crowd)
+      # Beyond the old thread pool, which gave each keep-alive connection a worker thread.
       run "exempt, 64 conns" exempt 64
-      run "exempt, 64, threads 64" exempt 64 --threads=64
+      run "exempt, 256 conns" exempt 256
       ;;
+    idle) idle_run idle "$idle" ;;
+    idle10k) idle_run idle10k 10000 ;;
     *) echo "unknown scenario $scenario" >&2; exit 2 ;;
   esac
 done
@@ -121,6 +165,15 @@ echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-22s %5s %8s %7s %7s %7s %8s %6s %7s %7s  %s\n' scenario conns req/s p50ms p90ms \
   p99ms p99.9ms srvCPU HWM_MB genCPU answers
 printf '%s\n' "${rows[@]}"
+if [[ -n ${rps_of[exempt]:-} && -n ${rps_of["floor (POCO healthz)"]:-} ]]; then
+  echo "exempt / floor: $(awk -v a="${rps_of[exempt]}" -v b="${rps_of["floor (POCO healthz)"]}" \
+    'BEGIN {printf "%.2f", a / b}') (target >= 2)"
+fi
+if [[ ${#idle_rows[@]} -gt 0 ]]; then
+  printf '%-10s %7s %7s %9s %9s %9s %8s %8s\n' idle conns opened KiB/conn RSS_MB setup_s \
+    new_ms old_ms
+  printf '%s\n' "${idle_rows[@]}"
+fi
 sorted=$(printf '%s\n' "${ready_all[@]}" | sort -n)
 echo "start-up to ready (exec to first 200 on /readyz), ms: min $(head -1 <<<"$sorted")," \
   "median $(sed -n "$(( (${#ready_all[@]} + 1) / 2 ))p" <<<"$sorted"), max $(tail -1 <<<"$sorted")" \

@@ -149,12 +149,22 @@ void Connection::process() {
             lastRead_ = Clock::now();
             setPhase(Phase::Head);
         }
+        if (phase_ == Phase::Body && !chargeBody()) {
+            releaseBody();
+            keepAlive_ = false;
+            Response busy = manager_.context().router.refuse(
+                503, "too many request bodies in flight; retry", peerHost_, endpoint_);
+            busy.linger = true;  // the rest of the body is unread
+            send(std::move(busy));
+            return;
+        }
         switch (parser_.state()) {
         case RequestParser::State::Head:
         case RequestParser::State::Body: return;  // more bytes needed
         case RequestParser::State::HeadDone: headComplete(); break;
         case RequestParser::State::Done: bodyComplete(); break;
         case RequestParser::State::Failed: {
+            releaseBody();
             const Refusal& refusal = parser_.refusal();
             keepAlive_ = false;
             send(manager_.context().router.refuse(refusal.status, refusal.reason, peerHost_,
@@ -196,7 +206,26 @@ void Connection::headComplete() {
     parser_.readBody();
 }
 
+bool Connection::chargeBody() {
+    const std::size_t size = parser_.body().size();
+    if (size <= bodyCharged_) {
+        return true;
+    }
+    const std::size_t growth = size - bodyCharged_;
+    bodyCharged_ = size;
+    const std::size_t total = manager_.context().bufferedBodies.fetch_add(growth) + growth;
+    return total <= manager_.context().settings.maxBufferedBodies;
+}
+
+void Connection::releaseBody() {
+    if (bodyCharged_ > 0) {
+        manager_.context().bufferedBodies.fetch_sub(bodyCharged_);
+        bodyCharged_ = 0;
+    }
+}
+
 void Connection::bodyComplete() {
+    releaseBody();
     if (!endpoint_) {
         // Requests answered from their head never read a body; nothing else reaches Done.
         close(false);
@@ -368,6 +397,7 @@ void Connection::close(bool notifyPeer) {
     if (notifyPeer) {
         transport_.shutdown();
     }
+    releaseBody();
     registration_.reset();  // before the socket closes
     setPhase(Phase::Closed);
     try {

@@ -82,6 +82,9 @@ private:
     void flush();
     void afterWrite();
     void linger();
+    /// Counts the body's growth in the server's budget; false when the budget is spent.
+    bool chargeBody();
+    void releaseBody();
     /// Closes for not sending complete request headers in time (logged and counted).
     void cut(std::string_view why);
     void close(bool notifyPeer);
@@ -106,6 +109,7 @@ private:
     bool draining_ = false;
     bool pumping_ = false;  ///< inside pump()
     std::optional<core::Endpoint> endpoint_;
+    std::size_t bodyCharged_ = 0;  ///< body bytes counted in ServerContext::bufferedBodies
 
     Clock::time_point headDeadline_;  ///< handshake and request head
     Clock::time_point lastRead_;      ///< silence while a head is due is bounded too

@@ -36,6 +36,9 @@ struct ConnectionSettings {
     /// A keep-alive connection with no request for this long is closed.
     std::chrono::milliseconds idleTimeout{60'000};
     std::size_t maxBody = 3 * 1024 * 1024;
+    /// Bytes of request bodies being received, all connections together, before the next body
+    /// byte is refused with 503: connections cost no thread, so this bounds their memory.
+    std::size_t maxBufferedBodies = 32 * maxBody;
 };
 
 /// What the connections of all loops share; owned by HttpServer, outlives the managers.
@@ -46,6 +49,8 @@ struct ServerContext {
     SSL_CTX* tls;
     ConnectionSettings settings;
     WorkerPool& workers;
+    /// Body bytes received and not yet handed to a review, all loops together.
+    std::atomic<std::size_t>& bufferedBodies;
     /// Called on a loop thread each time a connection of any loop closes.
     std::function<void()> connectionClosed;
 };

@@ -147,7 +147,7 @@ HttpServer::HttpServer(const Router& router, Metrics& metrics, Log& log,
     socket_.setBlocking(false);
     context_ = std::make_unique<ServerContext>(ServerContext{
         router, metrics, log, tls_->sslContext(), settings.connection, *workers_,
-        [this] { connectionClosed(); }});
+        bufferedBodies_, [this] { connectionClosed(); }});
     const int loops = settings.eventLoops < 1 ? 1 : settings.eventLoops;
     for (int i = 0; i < loops; ++i) {
         managers_.push_back(

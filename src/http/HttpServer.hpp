@@ -63,6 +63,7 @@ private:
     Log& log_;
     Metrics& metrics_;
     std::atomic<std::size_t> open_{0};
+    std::atomic<std::size_t> bufferedBodies_{0};
     std::mutex closedMutex_;
     std::condition_variable allClosed_;
     std::unique_ptr<ServerContext> context_;

@@ -314,7 +314,8 @@ int WebhookServer::main(const ArgVec& args) {
     const Router router(services);
     HttpServer::Settings settings;
     settings.connection = ConnectionSettings{config_.headerTimeout, config_.readTimeout,
-                                             config_.idleTimeout, config_.maxBody};
+                                             config_.idleTimeout, config_.maxBody,
+                                             32 * config_.maxBody};
     settings.eventLoops = config_.eventLoops > 0 ? config_.eventLoops : availableCpus();
     settings.workers = config_.threads;
     settings.maxConnections = static_cast<std::size_t>(config_.maxConnections);

@@ -241,3 +241,30 @@ TEST_CASE("request smuggling shapes are refused with 400 and the connection clos
     }
     CHECK(webhook.metric("twostep_http_requests_total{code=\"400\"}") == 5);
 }
+
+TEST_CASE("bodies in flight are bounded in memory: beyond the budget a body gets 503",
+          "[integration][connections]") {
+    // The budget is 32 x --max-body: 32 KiB here. 40 clients each send 900 bytes of a promised
+    // 1,000 and stall, 36,000 bytes in all: the ones past the budget are refused at once.
+    Webhook webhook;
+    webhook.start({"--max-body=1KiB"});
+    TlsClients clients(webhook.pki().pem("ca").string(), webhook.port());
+    REQUIRE(clients.open(40, 5s) == 40);
+    const std::string stalled = "POST /validate HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" +
+                                std::string(900, ' ');
+    const std::vector<std::size_t> all = range(0, 40);
+    const auto answers = clients.exchange(all, stalled, 2s);
+    int refused = 0;
+    int pending = 0;
+    for (const TlsClients::Answer& answer : answers) {
+        if (answer.status == 503) {
+            ++refused;
+            CHECK(answer.body == "too many request bodies in flight; retry\n");
+        } else if (answer.status == 0 && !answer.closed) {
+            ++pending;
+        }
+    }
+    CHECK(refused >= 3);  // 36,000 - 32,768 bytes over: at least 3 bodies of 900
+    CHECK(refused + pending == 40);
+    CHECK(webhook.metric("twostep_http_requests_total{code=\"503\"}") == refused);
+}
