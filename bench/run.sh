@@ -17,6 +17,9 @@
 #            the oldest idle connection timed
 #   idle10k  the same with 10,000 idle connections (the server raises its open file limit; the
 #            generator needs a hard limit of at least 10,300)
+# COMPARE_BUILD=DIR also runs healthz and the review scenarios against DIR/src/twostep-webhook
+# (e.g. a Release build of the commit before issue 11), each right after the same scenario on
+# this build, as "NAME (compared)".
 #
 # Environment: DURATION (s, default 10), WARMUP (s, 1), CONNECTIONS (32), USERS (100000),
 # SERVER_CPU (0), LOADGEN_CPU (1), IDLE (2000), SYNCHRONOUS (full, normal or durable-state: the
@@ -78,10 +81,12 @@ start_server() {
   rm -rf "$work/db"
   cp -r "$work/template" "$work/db"
   local line command
+  local binary=$webhook
+  [[ $server_kind == compared ]] && binary=$COMPARE_BUILD/src/twostep-webhook
   if [[ $server_kind == floor ]]; then
     command=("$floor" --listen=127.0.0.1:0 --tls-cert="$work/server.pem" --tls-key="$work/server.key" "$@")
   else
-    command=("$webhook" --listen=127.0.0.1:0 --tls-cert="$work/server.pem" --tls-key="$work/server.key" \
+    command=("$binary" --listen=127.0.0.1:0 --tls-cert="$work/server.pem" --tls-key="$work/server.key" \
       --db="$(db_url)" --master-key-file="$work/master.key" "${server_flags[@]}" "$@")
   fi
   line=$("${boost[@]}" "$loadgen" startup --log "$work/server.log" --ca "$work/ca.pem" --cpu "$server_cpu" -- \
@@ -89,7 +94,7 @@ start_server() {
   server_pid=$(sed -n 's/.*pid=\([0-9]*\).*/\1/p' <<<"$line")
   server_port=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' <<<"$line")
   ready_ms=$(sed -n 's/.*ready_ms=\([0-9.]*\).*/\1/p' <<<"$line")
-  [[ $server_kind == floor ]] || ready_all+=("$ready_ms")
+  [[ $server_kind != webhook ]] || ready_all+=("$ready_ms")
 }
 stop_server() {
   kill -TERM "$server_pid"
@@ -149,7 +154,12 @@ idle_run() {
 for scenario in $scenarios; do
   case $scenario in
     floor) server_kind=floor; run "floor (POCO healthz)" healthz "$connections"; server_kind=webhook ;;
-    healthz | exempt | wrong | valid | replay | mutate) run "$scenario" "$scenario" "$connections" ;;
+    healthz | exempt | wrong | valid | replay | mutate)
+      run "$scenario" "$scenario" "$connections"
+      if [[ -n ${COMPARE_BUILD:-} ]]; then
+        server_kind=compared; run "$scenario (compared)" "$scenario" "$connections"; server_kind=webhook
+      fi
+      ;;
     crowd)
       # Beyond the old thread pool, which gave each keep-alive connection a worker thread.
       run "exempt, 64 conns" exempt 64
