@@ -56,16 +56,15 @@ Reply AdmitHandler::review(std::string body) const noexcept {
     try {
         const auto start = Clock::now();
         auto started = services_->reviewer.start(body, endpoint_);
-        if (const auto* outcome = std::get_if<core::ReviewOutcome>(&started)) {
-            return answer(*outcome, std::chrono::duration<double>(Clock::now() - start).count());
+        if (auto* outcome = std::get_if<core::ReviewOutcome>(&started)) {
+            return answer(std::move(*outcome),
+                          std::chrono::duration<double>(Clock::now() - start).count());
         }
         // The store decides the rest: on a worker, where blocking on it holds up no connection.
         return BlockingWork([handler = *this, request = std::get<core::ReviewRequest>(
                                                   std::move(started)),
                              start]() noexcept {
-            const core::ReviewOutcome outcome =
-                handler.services_->reviewer.finish(request, handler.endpoint_);
-            return handler.answer(outcome,
+            return handler.answer(handler.services_->reviewer.finish(request, handler.endpoint_),
                                   std::chrono::duration<double>(Clock::now() - start).count());
         });
     } catch (...) {
@@ -73,7 +72,7 @@ Reply AdmitHandler::review(std::string body) const noexcept {
     }
 }
 
-Response AdmitHandler::answer(const core::ReviewOutcome& outcome, double seconds) const noexcept {
+Response AdmitHandler::answer(core::ReviewOutcome outcome, double seconds) const noexcept {
     const ServerServices& services = *services_;
     try {
         services.metrics.observeReview(endpoint_, outcome, seconds);
@@ -94,7 +93,7 @@ Response AdmitHandler::answer(const core::ReviewOutcome& outcome, double seconds
         if (outcome.httpStatus == 200) {
             response.contentType = "application/json";
         }
-        response.body = outcome.body;
+        response.body = std::move(outcome.body);
         return response;
     } catch (...) {
         return internalError();

@@ -26,7 +26,7 @@ public:
 
 private:
     /// Counts, logs and answers one outcome; `seconds` is the time since the body was complete.
-    Response answer(const core::ReviewOutcome& outcome, double seconds) const noexcept;
+    Response answer(core::ReviewOutcome outcome, double seconds) const noexcept;
 
     const ServerServices* services_;
     core::Endpoint endpoint_;

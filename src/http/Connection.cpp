@@ -127,7 +127,13 @@ void Connection::pump() {
             return;  // answering (reading resumes after the answer), or closed
         }
         switch (io) {
-        case TlsTransport::Io::Done: continue;  // stopped at the burst size: more may be there
+        case TlsTransport::Io::Done:
+            if (phase_ == Phase::Idle) {
+                // Every request so far is answered: more bytes, if any, make the socket
+                // readable again.
+                return;
+            }
+            continue;  // in the middle of a request: its next bytes may be there already
         case TlsTransport::Io::WantRead: return;
         case TlsTransport::Io::WantWrite:  // renegotiation, which is refused
         case TlsTransport::Io::Closed:     // the client hung up, mid-request or between them
@@ -259,7 +265,7 @@ void Connection::send(Response response) {
     }
     const bool closing = response.close || response.linger || !keepAlive_ || draining_;
     after_ = response.linger ? After::Linger : (closing ? After::Close : After::KeepAlive);
-    out_ += serialize(response, closing);
+    appendSerialized(out_, response, closing);
     setPhase(Phase::Writing);
     writeDeadline_ = Clock::now() + manager_.context().settings.readTimeout;
     flush();

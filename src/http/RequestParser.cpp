@@ -4,6 +4,7 @@
 #include <Poco/MemoryStream.h>
 
 #include <algorithm>
+#include <array>
 #include <cassert>
 #include <cctype>
 
@@ -13,13 +14,25 @@ namespace twostep::http {
 
 namespace {
 
-/// RFC 9110 tchar: the characters of a method or field name.
-bool isTokenChar(char c) {
-    const auto u = static_cast<unsigned char>(c);
-    if (std::isalnum(u) != 0) {
-        return true;
+/// RFC 9110 tchar: the characters of a method or field name (a table: this runs per byte of
+/// every head).
+constexpr std::array<bool, 256> TokenChars = [] {
+    std::array<bool, 256> table{};
+    for (int c = '0'; c <= '9'; ++c) {
+        table[static_cast<std::size_t>(c)] = true;
     }
-    return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    for (int c = 'a'; c <= 'z'; ++c) {
+        table[static_cast<std::size_t>(c)] = true;
+        table[static_cast<std::size_t>(c - 'a' + 'A')] = true;
+    }
+    for (const char c : std::string_view("!#$%&'*+-.^_`|~")) {
+        table[static_cast<unsigned char>(c)] = true;
+    }
+    return table;
+}();
+
+bool isTokenChar(char c) {
+    return TokenChars[static_cast<unsigned char>(c)];
 }
 
 bool isToken(std::string_view text) {
@@ -27,7 +40,7 @@ bool isToken(std::string_view text) {
 }
 
 /// A control character other than HTAB (never allowed in field values or chunk extensions).
-bool isForbiddenControl(char c) {
+inline bool isForbiddenControl(char c) {
     const auto u = static_cast<unsigned char>(c);
     return (u < 0x20 && c != '\t') || u == 0x7f;
 }
@@ -75,13 +88,12 @@ HeadScan scanHead(std::string_view head) {
         assert(crlf != std::string_view::npos && "the head ends with CRLF CRLF");
         const std::string_view line = head.substr(lineStart, crlf - lineStart);
         lineStart = crlf + 2;
-        if (line.find_first_of("\r\n") != std::string_view::npos) {
-            scan.problem = "a bare CR or LF in the request head";
-            return scan;
-        }
-        if (std::any_of(line.begin(), line.end(), isForbiddenControl)) {
-            scan.problem = "a control character in the request head";
-            return scan;
+        for (const char c : line) {  // one pass: this runs over every byte of every head
+            if (isForbiddenControl(c)) {
+                scan.problem = c == '\r' || c == '\n' ? "a bare CR or LF in the request head"
+                                                      : "a control character in the request head";
+                return scan;
+            }
         }
         if (line.empty()) {
             break;  // the blank line that ends the head
@@ -165,7 +177,10 @@ void RequestParser::reset() {
     started_ = false;
     blankBytes_ = 0;
     headBytes_.clear();
-    head_ = Poco::Net::HTTPRequest();
+    if (headBytes_.capacity() > 8 * 1024) {
+        headBytes_.shrink_to_fit();  // a large head once is no reason to keep its buffer
+    }
+    head_.clear();  // fields; HTTPRequest::read sets method, URI and version anew
     framing_ = BodyFraming::None;
     contentLength_ = 0;
     body_.clear();
@@ -294,7 +309,6 @@ bool RequestParser::acceptHead() {
         contentLength_ = value;
     }
     headBytes_.clear();
-    headBytes_.shrink_to_fit();
     state_ = State::HeadDone;
     return true;
 }

@@ -206,11 +206,10 @@ Response refuseRequest(const ServerServices& services, int status, std::string r
     return response;
 }
 
-std::string serialize(const Response& response, bool close) {
+void appendSerialized(std::string& out, const Response& response, bool close) {
     const std::string& reason = Poco::Net::HTTPResponse::getReasonForStatus(
         static_cast<Poco::Net::HTTPResponse::HTTPStatus>(response.status));
-    std::string out;
-    out.reserve(192 + response.body.size());
+    out.reserve(out.size() + 192 + response.body.size());
     out += "HTTP/1.1 ";
     out += std::to_string(response.status);
     out += ' ';
@@ -230,7 +229,6 @@ std::string serialize(const Response& response, bool close) {
     }
     out += "\r\n\r\n";
     out += response.body;
-    return out;
 }
 
 }  // namespace twostep::http

@@ -104,8 +104,8 @@ Response refuseRequest(const ServerServices& services, int status, std::string r
 /// The path part of a request target: "/validate?timeout=5s" -> "/validate".
 std::string_view pathOf(std::string_view uri);
 
-/// The bytes of `response` on the wire: status line, Date, Content-Type, Content-Length,
-/// Allow, Connection: Close when `close`, then the body.
-std::string serialize(const Response& response, bool close);
+/// Appends the bytes of `response` on the wire to `out`: status line, Date, Content-Type,
+/// Content-Length, Allow, Connection: Close when `close`, then the body.
+void appendSerialized(std::string& out, const Response& response, bool close);
 
 }  // namespace twostep::http

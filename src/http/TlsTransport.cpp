@@ -70,19 +70,24 @@ TlsTransport::Io TlsTransport::handshake() {
 }
 
 TlsTransport::Io TlsTransport::read(std::string& into, std::size_t max) {
+    // Decrypted into one buffer per thread and appended from there: `into` grows by what
+    // arrived, never by a zero-filled record's worth.
+    thread_local char scratch[ReadStep];
     std::size_t appended = 0;
     while (appended < max) {
         const std::size_t step = std::min(ReadStep, max - appended);
-        const std::size_t at = into.size();
-        into.resize(at + step);
         ERR_clear_error();
-        const int got = SSL_read(ssl_.get(), into.data() + at, static_cast<int>(step));
+        const int got = SSL_read(ssl_.get(), scratch, static_cast<int>(step));
         if (got <= 0) {
-            into.resize(at);
             return failure(got);
         }
-        into.resize(at + static_cast<std::size_t>(got));
+        into.append(scratch, static_cast<std::size_t>(got));
         appended += static_cast<std::size_t>(got);
+        if (SSL_has_pending(ssl_.get()) == 0) {
+            // Nothing buffered in TLS: whatever else is on the way makes the socket readable
+            // again (the loop polls level-triggered), so no read(2) is spent on EAGAIN here.
+            return Io::Done;
+        }
     }
     return Io::Done;
 }

@@ -38,8 +38,9 @@ public:
     Io handshake();
     bool established() const { return established_; }
 
-    /// Appends decrypted bytes to `into` until the socket has no more (WantRead; Done when
-    /// `max` bytes were appended first), the peer closed, or an error.
+    /// Appends decrypted bytes to `into`: Done when some arrived (at most `max`; the socket may
+    /// hold more, and stays readable if so), WantRead when none, Closed, or Failed. Leaves no
+    /// decrypted byte buffered inside OpenSSL unless `max` stopped it.
     Io read(std::string& into, std::size_t max);
 
     /// Encrypts and sends from the front of `data`; `sent` says how much went out. Done when all
