@@ -26,6 +26,9 @@ struct EngineOptions {
     /// out and its connection is closed (0: wait until the run ends).
     std::chrono::milliseconds responseTimeout{0};
     std::string acceptedLog;  ///< when set, "user,code" of every verified allow is appended here
+    /// The server is the Node.js peer (../shared/peers/node-webhook), whose answers carry only
+    /// `allowed` and a message: an allow is judged by `allowed` alone, a deny by its message.
+    bool peer = false;
     /// Called when the measured time starts and when it ends (to sample the server's CPU).
     std::function<void()> onMeasureStart, onMeasureEnd;
 };

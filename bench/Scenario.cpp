@@ -101,6 +101,23 @@ Answer readAnswer(std::string_view body) {
     return answer;
 }
 
+Answer readPeerAnswer(std::string_view body) {
+    Answer answer;
+    const std::string_view allowed = valueAfter(body, "\"allowed\":");
+    if (allowed.empty()) {
+        return answer;
+    }
+    answer.parsed = true;
+    answer.allowed = allowed == "true";
+    if (!answer.allowed) {
+        answer.reason = body.find("already used") != std::string_view::npos ? "replayed"
+                        : body.find("invalid TOTP code") != std::string_view::npos
+                            ? "wrong_code"
+                            : "peer_deny";
+    }
+    return answer;
+}
+
 Scenario::Scenario(ScenarioOptions options, std::string_view bodyTemplate,
                    std::vector<BenchUser> users, const core::Clock& clock)
     : options_(std::move(options)), users_(std::move(users)), clock_(clock) {

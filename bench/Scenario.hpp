@@ -53,6 +53,10 @@ struct Answer {
 /// them in this order with nlohmann's sorted keys) without a JSON parser.
 Answer readAnswer(std::string_view body);
 
+/// The decision in one answer of the Node.js peer: `allowed`, and for a deny the reason its
+/// message stands for (replayed, wrong_code, or peer_deny for any other).
+Answer readPeerAnswer(std::string_view body);
+
 /// An answer the scenario expects: response.allowed and the reason id.
 struct Expected {
     bool allowed = false;

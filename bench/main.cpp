@@ -2,7 +2,8 @@
 //   users   --count N --out FILE [--prefix P]      CSV of users with fresh secrets, for import
 //   run     --port P --scenario S --body FILE ...  closed-loop load, one result line
 //   startup --log FILE [--cpu N] -- SERVER ARGS    exec to first 200 on /readyz, server kept
-//   store   --db FILE --sync full|normal|durable-state   SqliteStore writes of an accepted code
+//   store   --db FILE|postgresql://... [--op valid|wrong|replay] [--max-batch N] [--sync ...]
+//           the store's writes of one decision, without HTTP
 //   idle    --port P --ca FILE --connections N ...  idle keep-alive connections: RSS, latency
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -172,6 +173,7 @@ int cmdRun(const Args& args) {
     engine.responseTimeout = std::chrono::milliseconds(args.number("response-timeout-ms", 0));
     engine.reconnectDelay = std::chrono::milliseconds(args.number("reconnect-delay-ms", 20));
     engine.acceptedLog = args.get("accepted-log");
+    engine.peer = args.get("server", "twostep") == "peer";
 
     bench::ScenarioOptions options;
     options.kind = *kind;
@@ -441,7 +443,7 @@ int cmdIdle(const Args& args) {
 
 int cmdStore(const Args& args) {
     bench::StoreBenchOptions options;
-    options.path = args.need("db");
+    options.db = args.need("db");
     const std::string sync = args.get("sync", "full");
     if (sync == "full") {
         options.synchronous = core::SqliteOptions::Synchronous::Full;
@@ -455,6 +457,8 @@ int cmdStore(const Args& args) {
     options.threads = static_cast<int>(args.number("threads", 8));
     options.seconds = args.real("seconds", 5);
     options.users = static_cast<int>(args.number("users", 10000));
+    options.maxBatch = static_cast<std::size_t>(std::max(1L, args.number("max-batch", 64)));
+    options.op = args.get("op", "valid");
     bench::runStoreBench(options);
     return ExitOk;
 }

@@ -21,15 +21,19 @@
 # (e.g. a Release build of the commit before issue 11), each right after the same scenario on
 # this build, as "NAME (compared)".
 #
-# Environment: DURATION (s, default 10), WARMUP (s, 1), CONNECTIONS (32), USERS (100000),
+# Environment: DURATION (s, default 10), WARMUP (s, 1), CONNECTIONS (32), USERS (200000),
 # SERVER_CPU (0), LOADGEN_CPU (1), IDLE (2000), SYNCHRONOUS (full, normal or durable-state: the
 # database's PRAGMA synchronous, default the store's), SERVER_FLAGS (extra webhook flags), KEEP
 # (1: keep the work dir), BOOST (1, as root: on a machine shared with other work, run the server
 # and the generator as SCHED_FIFO priority 1 (`chrt -f 1`): a request/response benchmark is bound
 # by how fast a woken thread gets its CPU, which `nice` does not shorten; the kernel's RT
-# throttling still leaves 5% to everything else). Each scenario runs against a fresh copy of one
-# database of USERS enrolled users, with the server pinned to SERVER_CPU (so the webhook runs one
-# event loop) and the generator to LOADGEN_CPU.
+# throttling still leaves 5% to everything else), PEER (1: after each of exempt, wrong, valid and
+# replay, the same load against the Node.js peer webhook of ../shared/peers/node-webhook,
+# PEER_SRC, installed once with `npm ci` into BUILD_DIR/peer, and a ratio per scenario; 0:
+# twostep only). Each scenario runs against a fresh copy of one database of USERS enrolled users
+# (uN with secret base32(sha1("uN")), the peer's users, so both servers get the same requests),
+# with the server pinned to SERVER_CPU (so the webhook runs one event loop) and the generator to
+# LOADGEN_CPU.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build/bench}
@@ -43,13 +47,32 @@ done
 duration=${DURATION:-10}
 warmup=${WARMUP:-1}
 connections=${CONNECTIONS:-32}
-users=${USERS:-100000}
+users=${USERS:-200000}
+peer=${PEER:-1}
+peer_src=${PEER_SRC:-$root/../shared/peers/node-webhook}
+peer_dir=$build/peer
 server_cpu=${SERVER_CPU:-0}
 loadgen_cpu=${LOADGEN_CPU:-1}
 scenarios=${SCENARIOS:-floor healthz exempt wrong valid replay mutate crowd idle}
 idle=${IDLE:-2000}
 read -r -a server_flags <<<"${SERVER_FLAGS:-}"
-db_url() { echo "sqlite:$work/db/twostep.db${SYNCHRONOUS:+?synchronous=$SYNCHRONOUS}"; }
+# STORE=postgresql: the webhook on POSTGRES_URL (default TWOSTEP_TEST_POSTGRES_URL, which
+# scripts/with-postgres.sh sets: `scripts/with-postgres.sh env STORE=postgresql bench/run.sh`);
+# the users are imported once, and each scenario starts from their state reset and an empty
+# audit log.
+store=${STORE:-sqlite}
+pg_url=${POSTGRES_URL:-${TWOSTEP_TEST_POSTGRES_URL:-}}
+if [[ $store == postgresql && -z $pg_url ]]; then
+  echo "STORE=postgresql needs POSTGRES_URL (or run under scripts/with-postgres.sh)" >&2
+  exit 2
+fi
+db_url() {
+  if [[ $store == postgresql ]]; then echo "$pg_url"; return; fi
+  echo "sqlite:$work/db/twostep.db${SYNCHRONOUS:+?synchronous=$SYNCHRONOUS}"
+}
+template_url() {
+  if [[ $store == postgresql ]]; then echo "$pg_url"; else echo "$work/template/twostep.db"; fi
+}
 body=$root/bench/review-4.6k.json
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/twostep-bench.XXXXXX")
@@ -65,12 +88,33 @@ make_pki "$work"
 
 echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
   "$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); kernel $(uname -r)"
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); synchronous: ${SYNCHRONOUS:-default}; boost: ${BOOST:-0}"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); store: $store; synchronous: ${SYNCHRONOUS:-default}; boost: ${BOOST:-0}"
 echo "enrolling $users users (twostep-enroll import)..."
-"$enroll" --db "$work/template/twostep.db" --master-key-file "$work/master.key" init >/dev/null
-"$loadgen" users --count "$users" --out "$work/users.csv"
+"$enroll" --db "$(template_url)" --master-key-file "$work/master.key" init >/dev/null
+# The peer's users: uN with the secret base32(sha1("uN")) (its enroll.js).
+python3 -c '
+import base64, hashlib, sys
+for i in range(int(sys.argv[1])):
+    name = "u%d" % i
+    print(name + "," + base64.b32encode(hashlib.sha1(name.encode()).digest()).decode())
+' "$users" >"$work/users.csv"
+if [[ $peer == 1 ]]; then
+  for tool in node npm; do
+    command -v "$tool" >/dev/null ||
+      { echo "PEER=1 needs $tool (apt-get install -y nodejs npm), or run with PEER=0" >&2; exit 2; }
+  done
+  [[ -f $peer_src/server.js ]] || { echo "no peer at $peer_src (set PEER_SRC, or PEER=0)" >&2; exit 2; }
+  if [[ ! -d $peer_dir/node_modules ]]; then
+    echo "installing the peer into $peer_dir (npm ci; better-sqlite3 builds from source)..."
+    rm -rf "$peer_dir" && mkdir -p "$peer_dir" && cp -r "$peer_src/." "$peer_dir/"
+    chmod -R u+w "$peer_dir"
+    (cd "$peer_dir" && npm ci --silent)
+  fi
+  mkdir -p "$work/peer-template"
+  echo "peer: node $(node --version); $(node "$peer_dir/enroll.js" "$users" --db "$work/peer-template/peer.db")"
+fi
 start=$(date +%s%N)
-"$enroll" --db "$work/template/twostep.db" --master-key-file "$work/master.key" \
+"$enroll" --db "$(template_url)" --master-key-file "$work/master.key" \
   import "$work/users.csv" >/dev/null
 echo "import took $(( ($(date +%s%N) - start) / 1000000 )) ms"
 
@@ -78,8 +122,13 @@ echo "import took $(( ($(date +%s%N) - start) / 1000000 )) ms"
 # SERVER_CPU; sets server_pid, server_port, ready_ms. With server_kind=floor: the floor binary.
 server_kind=webhook
 start_server() {
-  rm -rf "$work/db"
-  cp -r "$work/template" "$work/db"
+  if [[ $store == postgresql ]]; then
+    psql -q "$pg_url" -c "UPDATE users SET last_step = NULL, failures = 0, lockouts = 0,
+      locked_until = NULL, grant_until = NULL" -c "TRUNCATE audit_events" -c "VACUUM ANALYZE"
+  else
+    rm -rf "$work/db"
+    cp -r "$work/template" "$work/db"
+  fi
   local line command
   local binary=$webhook
   [[ $server_kind == compared ]] && binary=$COMPARE_BUILD/src/twostep-webhook
@@ -106,19 +155,37 @@ field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<" $2"; }
 boost=()
 if [[ ${BOOST:-0} == 1 ]]; then boost=(chrt -f 1); fi
 
-# run NAME SCENARIO CONNECTIONS [SERVER FLAGS...]
+# start_peer: the Node.js peer on a fresh copy of its database, pinned to SERVER_CPU; sets
+# server_pid, server_port once it answers.
+start_peer() {
+  rm -rf "$work/peerdb"
+  cp -r "$work/peer-template" "$work/peerdb"
+  server_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  DB=$work/peerdb/peer.db PORT=$server_port TLS_CERT=$work/server.pem TLS_KEY=$work/server.key \
+    "${boost[@]}" taskset -c "$server_cpu" node "$peer_dir/server.js" >"$work/peer.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 200); do
+    [[ $(curl -s -o /dev/null -w '%{http_code}' --cacert "$work/ca.pem" \
+      "https://127.0.0.1:$server_port/validate") != 000 ]] && return 0
+    sleep 0.1
+  done
+  echo "the peer did not start; see $work/peer.log" >&2
+  exit 1
+}
+
+# measure NAME SCENARIO CONNECTIONS [LOADGEN FLAGS...]: the load against the running server
+# (server_pid, server_port), one row of the table.
 ready_all=()
 rows=()
-run() {
+declare -A rps_of cpu_of
+measure() {
   local name=$1 scenario=$2 conns=$3
   shift 3
-  start_server "$@"
   local result rc=0
   result=$("${boost[@]}" taskset -c "$loadgen_cpu" "$loadgen" run --port "$server_port" \
     --ca "$work/ca.pem" --scenario "$scenario" --body "$body" --users "$work/users.csv" \
     --connections "$conns" --warmup "$warmup" --duration "$duration" \
-    --server-pid "$server_pid" --response-timeout-ms 5000 2>"$work/loadgen.err") || rc=$?
-  stop_server
+    --server-pid "$server_pid" --response-timeout-ms 5000 "$@" 2>"$work/loadgen.err") || rc=$?
   echo "$result" >>"$work/results.txt"
   ms() { awk -v us="$(field "$1" "$result")" 'BEGIN {printf "%.2f", us / 1000}'; }
   rows+=("$(printf '%-22s %5s %8s %7s %7s %7s %8s %6s %7s %7s  %s' "$name" "$conns" \
@@ -131,7 +198,6 @@ run() {
   rps_of[$name]=$(field rps "$result")
   cpu_of[$name]=$(field server_cpu "$result")
 }
-declare -A rps_of cpu_of
 
 # idle_run NAME COUNT [SERVER FLAGS...]: COUNT idle keep-alive connections against the webhook.
 idle_rows=()
@@ -153,6 +219,22 @@ idle_run() {
     "$(field new_max_ms "$result") ms" >&2
 }
 
+# run NAME SCENARIO CONNECTIONS [SERVER FLAGS...]
+run() {
+  local name=$1 scenario=$2 conns=$3
+  shift 3
+  start_server "$@"
+  measure "$name" "$scenario" "$conns"
+  stop_server
+}
+
+# run_peer SCENARIO: the same load against the peer.
+run_peer() {
+  start_peer
+  measure "peer $1" "$1" "$connections" --server peer
+  stop_server
+}
+
 for scenario in $scenarios; do
   case $scenario in
     floor) server_kind=floor; run "floor (POCO healthz)" healthz "$connections"; server_kind=webhook ;;
@@ -161,6 +243,7 @@ for scenario in $scenarios; do
       if [[ -n ${COMPARE_BUILD:-} ]]; then
         server_kind=compared; run "$scenario (compared)" "$scenario" "$connections"; server_kind=webhook
       fi
+      if [[ $peer == 1 && $scenario =~ ^(exempt|wrong|valid|replay)$ ]]; then run_peer "$scenario"; fi
       ;;
     crowd)
       # Beyond the old thread pool, which gave each keep-alive connection a worker thread.
@@ -193,6 +276,15 @@ if [[ ${#idle_rows[@]} -gt 0 ]]; then
   printf '%-10s %7s %7s %9s %9s %9s %8s %8s\n' idle conns opened KiB/conn RSS_MB setup_s \
     new_ms old_ms
   printf '%s\n' "${idle_rows[@]}"
+fi
+if [[ $peer == 1 ]]; then
+  echo "twostep / peer, req/s per server core in this run:"
+  for scenario in exempt wrong valid replay; do
+    [[ -n ${rps_of[$scenario]:-} && -n ${rps_of[peer $scenario]:-} ]] || continue
+    awk -v a="$(per_core "$scenario")" -v b="$(per_core "peer $scenario")" -v s="$scenario" \
+      -v ra="${rps_of[$scenario]}" -v rb="${rps_of[peer $scenario]}" \
+      'BEGIN { if (b > 0 && rb > 0) printf "  %-8s %8d / %8d = %.2fx (raw req/s %.2fx)\n", s, a, b, a / b, ra / rb }'
+  done
 fi
 sorted=$(printf '%s\n' "${ready_all[@]}" | sort -n)
 echo "start-up to ready (exec to first 200 on /readyz), ms: min $(head -1 <<<"$sorted")," \

@@ -12,10 +12,11 @@ build="cmake g++ make pkg-config ca-certificates libpoco-dev libssl-dev liboath-
 # Real peers the tests start: oathtool (an independent TOTP), zbarimg (decodes our QR PNGs),
 # openssl (certificates), sqlite3 (integrity checks), curl (the walk-through), clang (fuzzers),
 # wrk (short load runs), postgresql (the second store backend), python3-yaml (reads the rendered
-# deploy manifests), shellcheck and bsdutils' script (the kubectl plugin's lint and pty test).
-# kubectl, which Debian does not package, comes from scripts/install-kubectl.sh.
+# deploy manifests), shellcheck and bsdutils' script (the kubectl plugin's lint and pty test),
+# etcd-server (the end-to-end suite's kube-apiserver stores in it). kubectl, which Debian does
+# not package, comes from scripts/install-kubectl.sh; kube-apiserver from KUBE_APISERVER.
 test="$build catch2 oathtool zbar-tools openssl sqlite3 curl python3 clang libclang-rt-14-dev wrk
-  postgresql procps python3-yaml shellcheck bsdutils"
+  postgresql procps python3-yaml shellcheck bsdutils etcd-server"
 # runtime: what the image's binaries load, plus sqlite3 for online backups (`.backup`, docs/operations.md).
 runtime="libpocofoundation80 libpoconet80 libpoconetssl80 libpocoutil80 libpococrypto80 libssl3
   liboath0 libsqlite3-0 libqrencode4 libsimdjson14 libprometheus-cpp-core1.0

@@ -262,12 +262,13 @@ private:
         }
         request.hasObject = newObject.has_value();
         request.hasOldObject = oldObject.has_value();
-        if (newObject && !readMetadata(*newObject, "request.object", request.enforceLabelNew,
-                                       &request)) {
+        // The token is on the new object; whether a Namespace was enforced, on the old one
+        // (turning enforcement on is free, so the new object's label never decides).
+        if (newObject && !readMetadata(*newObject, "request.object", nullptr, &request)) {
             return false;
         }
-        if (oldObject && !readMetadata(*oldObject, "request.oldObject", request.enforceLabelOld,
-                                       nullptr)) {
+        if (oldObject &&
+            !readMetadata(*oldObject, "request.oldObject", &request.enforceLabelOld, nullptr)) {
             return false;
         }
         if (newObject && request.group == "authorization.k8s.io" &&
@@ -277,10 +278,10 @@ private:
         return true;
     }
 
-    /// Reads the enforcement label into `label` and, when `annotated` is given, the token and
-    /// last-applied annotations into it.
+    /// Reads, when given, the enforcement label into `label` and the token and last-applied
+    /// annotations into `annotated`.
     bool readMetadata(dom::object object, const std::string& path,
-                      std::optional<std::string>& label, ReviewRequest* annotated) {
+                      std::optional<std::string>* label, ReviewRequest* annotated) {
         std::optional<dom::object> metadata;
         std::optional<dom::object> labels;
         std::optional<dom::object> annotations;
@@ -291,9 +292,10 @@ private:
         if (!metadata) {
             return true;  // e.g. the PodExecOptions of a CONNECT
         }
-        if (!readObject(*metadata, "labels", metadataPath + ".labels", labels) ||
-            (labels && !readString(*labels, fields_.enforceLabel,
-                                   "label " + fields_.enforceLabel, label))) {
+        if (label != nullptr &&
+            (!readObject(*metadata, "labels", metadataPath + ".labels", labels) ||
+             (labels && !readString(*labels, fields_.enforceLabel,
+                                    "label " + fields_.enforceLabel, *label)))) {
             return false;
         }
         if (annotated == nullptr) {

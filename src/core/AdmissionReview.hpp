@@ -35,8 +35,8 @@ struct ReviewRequest {
     std::optional<std::string> token;
     /// kubectl.kubernetes.io/last-applied-configuration on the object, if present.
     std::optional<std::string> lastAppliedConfiguration;
-    /// The enforcement label's value on object and oldObject (Namespaces).
-    std::optional<std::string> enforceLabelNew, enforceLabelOld;
+    /// The enforcement label's value on oldObject (Namespaces: was it enforced before?).
+    std::optional<std::string> enforceLabelOld;
     /// SelfSubjectAccessReview spec.nonResourceAttributes (unlock requests).
     std::optional<std::string> nonResourcePath, nonResourceVerb;
 };

@@ -15,6 +15,9 @@ constexpr std::string_view UnlockPath = "/twostep.dev/unlock";
 constexpr std::string_view InternalErrorMessage =
     "twostep could not verify the request (internal error; see the webhook log): the change was "
     "refused";
+constexpr std::string_view CommitFailedMessage =
+    "twostep could not record the decision (database error; see the webhook log): the change was "
+    "refused; try again";
 /// Usernames longer than this are cut in messages (only a forged review carries such a name).
 constexpr std::size_t MaxShownName = 200;
 
@@ -106,14 +109,12 @@ Scope scopeOf(const ReviewRequest& request, const PolicyConfig& config) {
                    : Scope::NotProtected;
     }
     if (request.group.empty() && request.resource == "namespaces" && request.subResource.empty()) {
-        // The enforcement label is itself protected: removing it, or deleting a namespace that
-        // has it, would switch enforcement off for everything inside.
+        // An enforced namespace is itself a protected object: removing its label, weakening its
+        // Pod Security labels or changing its annotations would loosen what protects everything
+        // inside. Turning enforcement on stays free: before that change the namespace was no
+        // more protected than any other, so only the state before the change decides.
         const bool wasEnforced = request.enforceLabelOld == config.enforceValue;
-        const bool isEnforced = request.enforceLabelNew == config.enforceValue;
-        if (request.operation == "UPDATE") {
-            return wasEnforced && !isEnforced ? Scope::Protected : Scope::NotProtected;
-        }
-        if (request.operation == "DELETE") {
+        if (request.operation == "UPDATE" || request.operation == "DELETE") {
             return wasEnforced ? Scope::Protected : Scope::NotProtected;
         }
         return Scope::NotProtected;
@@ -151,10 +152,16 @@ AuditEvent recordOf(const ReviewRequest& request, const Decision& decision, Seco
     return event;
 }
 
-/// Exempt and unprotected requests are not audited (design §3.9), and neither are dry runs:
-/// the webhooks declare sideEffects NoneOnDryRun. All three still get a log line (at debug).
-bool isAudited(Reason reason) {
-    return !isRoutine(reason);
+/// Whether `error` is a failed group commit: nothing of the batch was recorded, so the same
+/// request may simply be sent again.
+bool failedCommit(const std::exception_ptr& error) {
+    try {
+        std::rethrow_exception(error);
+    } catch (const CommitError&) {
+        return true;
+    } catch (...) {
+        return false;
+    }
 }
 
 /// The message of an exception in flight, for the server log.
@@ -180,7 +187,10 @@ ReviewOutcome failedOutcome(const std::exception_ptr& error) noexcept {
     return outcome;
 }
 
-/// The steps of Reviewer::decide after scoping, for one request and one point in time.
+/// The steps of Reviewer::decide after scoping, for one request and one point in time. Every
+/// decision it makes is recorded: a decision that changes state (a used code, a counted failure,
+/// a grant) commits its audit row together with the change, in the store's group commit; any
+/// other gets its audit row alone.
 class Verification {
 public:
     Verification(Store& store, const Sealer& sealer, const PolicyConfig& config,
@@ -193,6 +203,19 @@ public:
           name_(shown(request.username)) {}
 
     Decision run(bool unlock) {
+        Decision decision = evaluate(unlock);
+        if (!recorded_) {
+            Change change;
+            change.username = request_.username;
+            change.now = now_;
+            change.audit = recordOf(request_, decision, now_);
+            store_.commit(change, {});
+        }
+        return decision;
+    }
+
+private:
+    Decision evaluate(bool unlock) {
         const std::optional<User> user = store_.findUser(request_.username);
         if (!user) {
             return notEnrolled();
@@ -224,14 +247,12 @@ public:
                         "deleting and exec/attach/port-forward need an open two-step grant: run "
                         "`kubectl twostep unlock` and retry");
         }
-        Decision decision = verify(*user, request_.token, false);
-        if (decision.allowed && config_.grantTtl > 0) {
-            store_.openGrant(request_.username, now_ + config_.grantTtl, now_);
+        if (config_.grantTtl > 0) {
+            grantUntil_ = now_ + config_.grantTtl;
         }
-        return decision;
+        return verify(*user, request_.token);
     }
 
-private:
     Decision lockedOut(Seconds until) const {
         return deny(Reason::LockedOut, "user " + name_ +
                                            " is locked out after too many wrong codes until " +
@@ -265,25 +286,17 @@ private:
                         "maximum is 0); ask an admin");
         }
         const Seconds ttl = std::min(requested->value_or(config_.grantMaxTtl), config_.grantMaxTtl);
-        Decision decision = verify(user, request_.nonResourceVerb, true);
-        if (!decision.allowed) {
-            return decision;
-        }
-        store_.openGrant(request_.username, now_ + ttl, now_);
-        // openGrant only extends: a longer grant that is already open stays.
-        const Seconds until = std::max(now_ + ttl, user.grantUntil.value_or(0));
-        decision.reason = Reason::Unlocked;
-        decision.warnings.insert(decision.warnings.begin(),
-                                 "twostep grant open until " + formatTime(until));
-        return decision;
+        unlock_ = true;
+        grantUntil_ = now_ + ttl;
+        return verify(user, request_.nonResourceVerb);
     }
 
-    /// Checks a TOTP or recovery code; a success consumes it.
-    Decision verify(const User& user, const std::optional<std::string>& code, bool unlock) {
+    /// Checks a TOTP or recovery code; a success consumes it (and opens grantUntil_).
+    Decision verify(const User& user, const std::optional<std::string>& code) {
         const std::string where =
-            unlock ? "the unlock request's verb" : "annotation " + config_.fields.tokenAnnotation;
+            unlock_ ? "the unlock request's verb" : "annotation " + config_.fields.tokenAnnotation;
         if (!code) {
-            if (unlock) {
+            if (unlock_) {
                 return deny(Reason::MissingCode,
                             "the unlock request carries no code in its verb; run `kubectl "
                             "twostep unlock`");
@@ -296,12 +309,19 @@ private:
                             "=<code>)");
         }
         if (looksLikeRecoveryCode(*code)) {
-            if (!store_.consumeRecoveryCode(user.username, *code, now_)) {
-                return wrongCode(user, "wrong or already used recovery code");
-            }
-            const int left = std::max(0, user.recoveryCodesLeft - 1);
-            return allow(Reason::RecoveryCode,
-                         {"a recovery code was used; " + std::to_string(left) + " left"});
+            Change use = change(Change::Kind::ConsumeRecoveryCode);
+            use.recoveryCode = *code;
+            use.countFailureIfRefused = true;  // a wrong or used recovery code is a guess too
+            use.grantUntil = grantUntil_;
+            return settle(use, [&](const ChangeOutcome& outcome) {
+                if (!outcome.applied) {
+                    return wrongCode(outcome, "wrong or already used recovery code");
+                }
+                const int left = std::max(0, user.recoveryCodesLeft - 1);
+                return accepted(allow(Reason::RecoveryCode, {"a recovery code was used; " +
+                                                             std::to_string(left) + " left"}),
+                                user);
+            });
         }
         if (!isWellFormedCode(*code, user.params.digits)) {
             // Not counted as a failure: a typo or a pasted name is not a guess.
@@ -313,20 +333,65 @@ private:
             case CodeCheck::Malformed:
                 return malformed(user, where);
             case CodeCheck::NoMatch:
-                return wrongCode(user, "wrong two-step code");
+                return settle(change(Change::Kind::RecordFailure),
+                              [&](const ChangeOutcome& outcome) {
+                                  return wrongCode(outcome, "wrong two-step code");
+                              });
             case CodeCheck::Matched:
                 break;
         }
-        if (!store_.acceptStep(user.username, result.step, UserState::Active, now_)) {
-            return refusedMatch(user, result.step);
-        }
-        return allow(Reason::Verified);
+        Change claim = change(Change::Kind::AcceptStep);
+        claim.step = result.step;
+        claim.requiredState = UserState::Active;
+        claim.grantUntil = grantUntil_;
+        return settle(claim, [&](const ChangeOutcome& outcome) {
+            return outcome.applied ? accepted(allow(Reason::Verified), user)
+                                   : refusedMatch(outcome.user, result.step);
+        });
     }
 
-    /// A right code that acceptStep refused: a replay, unless a lockout started (or the user
-    /// changed) since the request read the user.
-    Decision refusedMatch(const User& user, std::int64_t step) {
-        const std::optional<User> current = store_.findUser(user.username);
+    /// A change of `kind` for this request's user, now.
+    Change change(Change::Kind kind) const {
+        Change change;
+        change.kind = kind;
+        change.username = request_.username;
+        change.now = now_;
+        change.lockout = config_.lockout;
+        return change;
+    }
+
+    /// Commits `change` together with the decision's audit row. `answer` turns what the change
+    /// did into the decision; the store calls it inside the transaction, so the audit row says
+    /// what really happened (a claim that lost a race is recorded as the replay or lockout it
+    /// was). @throw CommitError when the batch failed: then nothing was recorded.
+    template <typename Answer>
+    Decision settle(Change change, const Answer& answer) {
+        change.audit = recordOf(request_, Decision{}, now_);
+        Decision decision;
+        store_.commit(change, [&](const ChangeOutcome& outcome) {
+            decision = answer(outcome);
+            return std::optional<Verdict>(Verdict{decision.allowed, toString(decision.reason)});
+        });
+        recorded_ = true;
+        return decision;
+    }
+
+    /// A used code's decision: an unlock names the grant it opened.
+    Decision accepted(Decision decision, const User& user) const {
+        if (!unlock_) {
+            return decision;
+        }
+        // A grant only extends: a longer grant that is already open stays.
+        const Seconds until = std::max(grantUntil_.value_or(now_), user.grantUntil.value_or(0));
+        decision.reason = Reason::Unlocked;
+        decision.warnings.insert(decision.warnings.begin(),
+                                 "twostep grant open until " + formatTime(until));
+        return decision;
+    }
+
+    /// A right code that the claim refused: a replay, unless a lockout started (or the user
+    /// changed) since the request read the user. `current` is the row as the claim saw it.
+    Decision refusedMatch(const std::optional<User>& current, std::int64_t step) const {
         if (!current) {
             return notEnrolled();
         }
@@ -343,20 +408,20 @@ private:
                                                "-digit code from your authenticator app");
     }
 
-    /// Counts a wrong code and answers it; while the user is locked out the answer is the
-    /// lockout, right or wrong, so a guess in flight learns nothing.
-    Decision wrongCode(const User& user, const std::string& what) {
-        const FailureOutcome outcome = store_.recordFailure(user.username, config_.lockout, now_);
-        if (outcome.refused) {
-            return outcome.lockedUntil ? lockedOut(*outcome.lockedUntil) : notEnrolled();
+    /// The answer to a wrong code, counted in `outcome`; while the user is locked out the answer
+    /// is the lockout, right or wrong, so a guess in flight learns nothing.
+    Decision wrongCode(const ChangeOutcome& outcome, const std::string& what) const {
+        const FailureOutcome failure = outcome.failure.value_or(FailureOutcome{true, 0, {}});
+        if (failure.refused) {
+            return failure.lockedUntil ? lockedOut(*failure.lockedUntil) : notEnrolled();
         }
-        if (outcome.lockedUntil) {
+        if (failure.lockedUntil) {
             return deny(Reason::WrongCode,
                         what + " for user " + name_ + "; too many wrong codes: locked out until " +
-                            formatTime(*outcome.lockedUntil) + " (check your device's clock; an " +
+                            formatTime(*failure.lockedUntil) + " (check your device's clock; an " +
                             "admin can run `twostep-enroll unlock " + name_ + "`)");
         }
-        const int left = std::max(0, config_.lockout.maxFailures - outcome.failures);
+        const int left = std::max(0, config_.lockout.maxFailures - failure.failures);
         return deny(Reason::WrongCode, what + " for user " + name_ + " (" + std::to_string(left) +
                                            " attempts left before a " +
                                            "lockout); check that your device's clock is right");
@@ -382,6 +447,9 @@ private:
     const ReviewRequest& request_;
     const Seconds now_;
     const std::string name_;
+    bool unlock_ = false;                  ///< an unlock request (a SelfSubjectAccessReview)
+    std::optional<Seconds> grantUntil_;    ///< the grant a used code opens
+    bool recorded_ = false;                ///< the decision's audit row is committed
 };
 
 }  // namespace
@@ -489,16 +557,20 @@ ReviewOutcome Reviewer::respond(const ReviewRequest& request, Endpoint endpoint,
     Decision decision;
     std::optional<JsonPatch> patch;
     try {
+        // decide() records every decision it makes through Verification, together with its state
+        // change; the routine ones (exempt, not protected, dry run, which decideWithoutStore
+        // answers) are not audited (design §3.9; the webhooks declare sideEffects NoneOnDryRun),
+        // though they still get a log line.
         decision = known ? std::move(*known) : decide(request);
-        if (isAudited(decision.reason)) {
-            store_.appendAudit(recordOf(request, decision, clock_.now()));
-        }
         if (endpoint == Endpoint::Mutate && decision.allowed) {
             patch = buildStripPatch(request, config_.fields);
         }
     } catch (...) {
-        outcome.error = describe(std::current_exception());
-        decision = deny(Reason::InternalError, std::string(InternalErrorMessage));
+        const std::exception_ptr error = std::current_exception();
+        outcome.error = describe(error);
+        decision = deny(Reason::InternalError, std::string(failedCommit(error)
+                                                               ? CommitFailedMessage
+                                                               : InternalErrorMessage));
         patch.reset();
         try {
             store_.appendAudit(recordOf(request, decision, clock_.now()));

@@ -15,7 +15,6 @@
 #include "core/Error.hpp"
 #include "core/Hex.hpp"
 #include "core/Migrations.hpp"
-#include "core/RecoveryCodes.hpp"
 #include "core/StoreRows.hpp"
 
 namespace twostep::core {
@@ -507,11 +506,155 @@ bool PostgresStore::updateUserRow(std::string_view action, const char* sql,
     });
 }
 
+namespace {
+
+/// A bigint parameter that may be NULL, in the text form libpq sends (see optional()).
+class OptionalParameter {
+public:
+    explicit OptionalParameter(std::optional<std::int64_t> value)
+        : text_(value ? std::to_string(*value) : std::string()), null_(!value) {}
+    /// nullptr binds NULL.
+    const char* get() const { return null_ ? nullptr : text_.c_str(); }
+
+private:
+    std::string text_;
+    bool null_;
+};
+
+/// The statements of applyChange (StoreRows.hpp) inside the batch's transaction. A row read for
+/// a read-modify-write is locked (FOR UPDATE) until the batch commits; the audit rows are kept
+/// and written by flush() in one statement, to save round trips.
+class PostgresRows {
+public:
+    explicit PostgresRows(pqxx::work& tx) : tx_(tx) {}
+
+    bool claimStep(std::string_view username, std::int64_t step, UserState requiredState,
+                   Seconds now, std::optional<Seconds> grantUntil) {
+        // The replay compare-and-set in one statement. A concurrent claim (another replica's
+        // batch) with the same step waits for this row lock and then re-checks the WHERE clause
+        // against the committed row (READ COMMITTED), so exactly one changes the row. Opening
+        // extends a grant, never shortens it.
+        const OptionalParameter grant(grantUntil);
+        return tx_.exec_params("UPDATE users SET last_step = $3, failures = 0, lockouts = 0, "
+                               "locked_until = NULL, updated_at = $2, grant_until = CASE WHEN "
+                               "$5::bigint IS NULL THEN grant_until ELSE "
+                               "GREATEST(COALESCE(grant_until, $5::bigint), $5::bigint) END "
+                               "WHERE username = $1 AND state = $4 "
+                               "AND (last_step IS NULL OR last_step < $3) "
+                               "AND (locked_until IS NULL OR locked_until <= $2)",
+                               text(username), now, step, text(requiredState), grant.get())
+                   .affected_rows() == 1;
+    }
+
+    bool confirmStep(std::string_view username, std::int64_t step, Seconds now) {
+        return tx_.exec_params("UPDATE users SET state = 'active', last_step = $3, failures = 0, "
+                               "lockouts = 0, locked_until = NULL, updated_at = $2 "
+                               "WHERE username = $1 AND state = 'pending' "
+                               "AND (last_step IS NULL OR last_step < $3)",
+                               text(username), now, step)
+                   .affected_rows() == 1;
+    }
+
+    std::optional<rows::FailureState> failureState(std::string_view username) {
+        const pqxx::result read = tx_.exec_params(
+            "SELECT failures, lockouts, locked_until FROM users WHERE username = $1 FOR UPDATE",
+            text(username));
+        if (read.empty()) {
+            return std::nullopt;
+        }
+        return rows::FailureState{read[0][0].as<int>(), read[0][1].as<int>(),
+                                  optionalInt64(read[0][2])};
+    }
+
+    void storeFailure(std::string_view username, Seconds now, const rows::FailureRow& row) {
+        const OptionalParameter lockedUntil(row.outcome.lockedUntil);
+        tx_.exec_params0(
+            "UPDATE users SET failures = $3, lockouts = $4, "
+            "locked_until = COALESCE($5::bigint, locked_until), updated_at = $2 "
+            "WHERE username = $1",
+            text(username), now, row.outcome.failures, row.lockouts, lockedUntil.get());
+    }
+
+    std::optional<User> user(std::string_view username) {
+        const pqxx::result rows =
+            tx_.exec_params(std::string(SelectUsers) + " WHERE username = $1", text(username));
+        if (rows.empty()) {
+            return std::nullopt;
+        }
+        return readUser(rows[0]);
+    }
+
+    bool deleteRecoveryCode(std::string_view username, std::int64_t id) {
+        return tx_.exec_params("DELETE FROM recovery_codes WHERE id = $1 AND username = $2", id,
+                               text(username))
+                   .affected_rows() == 1;
+    }
+
+    void clearFailures(std::string_view username, Seconds now) {
+        tx_.exec_params0("UPDATE users SET failures = 0, lockouts = 0, locked_until = NULL, "
+                         "updated_at = $2 WHERE username = $1",
+                         text(username), now);
+    }
+
+    bool openGrant(std::string_view username, Seconds until, Seconds now) {
+        // Opening extends, never shortens: two overlapping unlocks keep the later end.
+        return tx_.exec_params(
+                      "UPDATE users SET grant_until = GREATEST(COALESCE(grant_until, $3), $3), "
+                      "updated_at = $2 WHERE username = $1",
+                      text(username), now, until)
+                   .affected_rows() == 1;
+    }
+
+    void insertAudit(const AuditEvent& event) { audit_.push_back(event); }
+
+    /// Writes the kept audit rows, many to a statement (PostgreSQL takes at most 65,535
+    /// parameters in one).
+    void flush() {
+        constexpr std::size_t RowsPerStatement = 1000;
+        constexpr int Columns = 10;
+        for (std::size_t first = 0; first < audit_.size(); first += RowsPerStatement) {
+            const std::size_t end = std::min(audit_.size(), first + RowsPerStatement);
+            std::string sql =
+                "INSERT INTO audit_events (time, username, operation, resource, subresource, "
+                "namespace, name, decision, reason, uid) VALUES ";
+            std::vector<std::string> parameters;
+            parameters.reserve((end - first) * Columns);
+            for (std::size_t i = first; i < end; ++i) {
+                const AuditEvent& event = audit_[i];
+                const std::size_t base = parameters.size();
+                sql += i == first ? "(" : ", (";
+                for (int column = 1; column <= Columns; ++column) {
+                    sql += "$" + std::to_string(base + static_cast<std::size_t>(column));
+                    sql += column == 1 ? "::bigint" : "";
+                    sql += column == Columns ? ")" : ", ";
+                }
+                parameters.push_back(std::to_string(event.time));
+                for (const std::string* field :
+                     {&event.username, &event.operation, &event.resource, &event.subResource,
+                      &event.nameSpace, &event.name, &event.decision, &event.reason,
+                      &event.uid}) {
+                    parameters.push_back(text(*field));
+                }
+            }
+            tx_.exec_params0(sql, pqxx::prepare::make_dynamic_params(parameters));
+        }
+        audit_.clear();
+    }
+
+private:
+    pqxx::work& tx_;
+    std::vector<AuditEvent> audit_;  ///< the batch's audit rows, not written yet
+};
+
+}  // namespace
+
 PostgresStore::PostgresStore(const std::string& url, PostgresOptions options) : options_(options) {
     ConnectTarget target = parseTarget(url, options_);
     description_ = std::move(target.description);
     secrets_ = std::move(target.secrets);
     pool_ = std::make_unique<PostgresConnectionPool>(std::move(target.conninfo), options_);
+    writes_ = std::make_unique<GroupCommit>(
+        [this](std::span<QueuedChange* const> batch) { applyBatch(batch); }, options_.batch);
     try {
         PostgresConnectionPool::Lease lease = pool_->acquire();
         migrate(lease.connection(), description_);
@@ -524,6 +667,82 @@ PostgresStore::PostgresStore(const std::string& url, PostgresOptions options) : 
     } catch (const PoolTimeout& e) {
         throw StoreError("cannot open database '" + description_ + "': " + e.what());
     }
+}
+
+void PostgresStore::applyBatch(std::span<QueuedChange* const> batch) {
+    // Every batch takes the row locks of its users in username order (a stable sort keeps each
+    // user's changes in arrival order; changes of different users commute), so the batches of
+    // two replicas never wait for each other in a cycle.
+    std::vector<QueuedChange*> ordered(batch.begin(), batch.end());
+    std::stable_sort(ordered.begin(), ordered.end(), [](const QueuedChange* a, const QueuedChange* b) {
+        return a->change.username < b->change.username;
+    });
+    const rows::BatchAction what = rows::describeBatch(batch);
+    withConnection(what.action, what.subject, [&](pqxx::connection& connection) {
+        // One transaction for the whole batch: a failure anywhere rolls all of it back, and
+        // every member is refused.
+        pqxx::work tx(connection);
+        PostgresRows rows(tx);
+        for (QueuedChange* member : ordered) {
+            member->outcome = rows::applyChange(rows, *member);
+        }
+        rows.flush();
+        tx.commit();
+    });
+}
+
+std::optional<std::int64_t> PostgresStore::matchRecoveryCode(std::string_view username,
+                                                             std::string_view code) {
+    return withConnection(
+        "read the recovery codes of user", username,
+        [&](pqxx::connection& connection) -> std::optional<std::int64_t> {
+            pqxx::nontransaction read(connection);
+            const pqxx::result codes = read.exec_params(
+                "SELECT id, hash FROM recovery_codes WHERE username = $1 ORDER BY id",
+                text(username));
+            rows::RecoveryCodeMatch match(code);
+            for (const pqxx::row& row : codes) {
+                match.check(row[0].as<std::int64_t>(), row[1].as<std::string>());
+            }
+            return match.id();
+        });
+}
+
+ChangeOutcome PostgresStore::commit(const Change& change, const Settle& settle) {
+    // Text PostgreSQL cannot hold fails this change alone, here, rather than its whole batch.
+    if (change.audit) {
+        const AuditEvent& audit = *change.audit;
+        for (const std::string* field :
+             {&audit.username, &audit.operation, &audit.resource, &audit.subResource,
+              &audit.nameSpace, &audit.name, &audit.decision, &audit.reason, &audit.uid}) {
+            if (hasNul(*field)) {
+                throw StoreError("cannot append to the audit log in database '" + description_ +
+                                 "': " + UnstorableText().what());
+            }
+        }
+    }
+    if (hasNul(change.username)) {
+        // No stored name holds a NUL byte (see text()): the change finds no user and writes
+        // nothing (it has no audit row, or the check above refused it).
+        ChangeOutcome outcome;
+        if (change.kind == Change::Kind::RecordFailure ||
+            (change.kind == Change::Kind::ConsumeRecoveryCode && change.countFailureIfRefused)) {
+            outcome.failure = rows::unknownUserFailure();
+        }
+        if (settle) {
+            settle(outcome);
+        }
+        return outcome;
+    }
+    std::optional<std::int64_t> recoveryCodeId;
+    if (change.kind == Change::Kind::ConsumeRecoveryCode) {
+        recoveryCodeId = matchRecoveryCode(change.username, change.recoveryCode);
+    }
+    return writes_->submit(change, settle, recoveryCodeId);
+}
+
+void PostgresStore::setCommitObserver(CommitObserver* observer) {
+    writes_->setObserver(observer);
 }
 
 // Closing a connection never throws: libpqxx's connection destructor swallows errors.
@@ -626,76 +845,11 @@ bool PostgresStore::resetSecret(std::string_view username, std::string_view seal
     });
 }
 
-bool PostgresStore::acceptStep(std::string_view username, std::int64_t step,
-                               UserState requiredState, Seconds now) {
-    // The replay compare-and-set in one statement. A concurrent caller (thread, process or
-    // replica) with the same step waits for this row lock and then re-checks the WHERE clause
-    // against the committed row (READ COMMITTED), so exactly one changes the row.
-    return updateUserRow("accept a time step for user",
-                         "UPDATE users SET last_step = $3, failures = 0, lockouts = 0, "
-                         "locked_until = NULL, updated_at = $2 "
-                         "WHERE username = $1 AND state = $4 "
-                         "AND (last_step IS NULL OR last_step < $3) "
-                         "AND (locked_until IS NULL OR locked_until <= $2)",
-                         username, now, step, text(requiredState));
-}
-
-bool PostgresStore::confirmWithStep(std::string_view username, std::int64_t step, Seconds now) {
-    return updateUserRow("confirm user",
-                         "UPDATE users SET state = 'active', last_step = $3, failures = 0, "
-                         "lockouts = 0, locked_until = NULL, updated_at = $2 "
-                         "WHERE username = $1 AND state = 'pending' "
-                         "AND (last_step IS NULL OR last_step < $3)",
-                         username, now, step);
-}
-
-FailureOutcome PostgresStore::recordFailure(std::string_view username, const LockoutPolicy& policy,
-                                            Seconds now) {
-    if (hasNul(username)) {
-        return rows::unknownUserFailure();  // no stored name holds a NUL byte (see text())
-    }
-    return withConnection("record a failure for user", username, [&](pqxx::connection& connection) {
-        // Read and write under the row lock (SELECT ... FOR UPDATE), so concurrent failures
-        // are all counted and two of them never both start a lockout.
-        pqxx::work tx(connection);
-        const pqxx::result read = tx.exec_params(
-            "SELECT failures, lockouts, locked_until FROM users WHERE username = $1 FOR UPDATE",
-            text(username));
-        if (read.empty()) {
-            return rows::unknownUserFailure();
-        }
-        const auto [outcome, lockouts] =
-            rows::countFailure(policy, read[0][0].as<int>(), read[0][1].as<int>(),
-                               optionalInt64(read[0][2]), now);
-        if (outcome.refused) {
-            return outcome;  // the transaction rolls back: a refused failure changes nothing
-        }
-        const std::string lockedUntil =
-            outcome.lockedUntil ? std::to_string(*outcome.lockedUntil) : std::string();
-        tx.exec_params0(
-            "UPDATE users SET failures = $3, lockouts = $4, "
-            "locked_until = COALESCE($5::bigint, locked_until), updated_at = $2 "
-            "WHERE username = $1",
-            text(username), now, outcome.failures, lockouts,
-            outcome.lockedUntil ? lockedUntil.c_str() : nullptr);
-        tx.commit();
-        return outcome;
-    });
-}
-
 bool PostgresStore::unlock(std::string_view username, Seconds now) {
     return updateUserRow("unlock user",
                          "UPDATE users SET failures = 0, lockouts = 0, locked_until = NULL, "
                          "updated_at = $2 WHERE username = $1",
                          username, now);
-}
-
-bool PostgresStore::openGrant(std::string_view username, Seconds until, Seconds now) {
-    // Opening extends, never shortens: two overlapping unlocks keep the later end.
-    return updateUserRow("open a grant for user",
-                         "UPDATE users SET grant_until = GREATEST(COALESCE(grant_until, $3), $3), "
-                         "updated_at = $2 WHERE username = $1",
-                         username, now, until);
 }
 
 bool PostgresStore::revokeGrant(std::string_view username, Seconds now) {
@@ -728,72 +882,6 @@ bool PostgresStore::replaceRecoveryCodes(std::string_view username,
             tx.commit();
             return true;
         });
-}
-
-bool PostgresStore::consumeRecoveryCode(std::string_view username, std::string_view code,
-                                        Seconds now) {
-    if (hasNul(username)) {
-        return false;  // no stored name holds a NUL byte (see text())
-    }
-    return withConnection(
-        "use a recovery code of user", username, [&](pqxx::connection& connection) {
-            // The hashes are matched before any lock is taken (hashing every stored code takes a
-            // while); the delete is then conditional, under the user's row lock, so of concurrent
-            // callers with the same code exactly one deletes it and gets true.
-            std::optional<std::int64_t> match;
-            {
-                pqxx::nontransaction read(connection);
-                const pqxx::result codes = read.exec_params(
-                    "SELECT id, hash FROM recovery_codes WHERE username = $1 ORDER BY id",
-                    text(username));
-                for (const pqxx::row& row : codes) {
-                    // Every hash is checked, so the time taken does not tell which code matched.
-                    const bool matches = matchesRecoveryCode(code, row[1].as<std::string>());
-                    if (matches && !match) {
-                        match = row[0].as<std::int64_t>();
-                    }
-                }
-            }
-            if (!match) {
-                return false;
-            }
-            // The user's row first, as in every transaction that touches both tables.
-            pqxx::work tx(connection);
-            const pqxx::result user = tx.exec_params(
-                "SELECT 1 FROM users WHERE username = $1 FOR UPDATE", text(username));
-            if (user.empty()) {
-                return false;
-            }
-            const pqxx::result removed =
-                tx.exec_params("DELETE FROM recovery_codes WHERE id = $1 AND username = $2", *match,
-                               text(username));
-            if (removed.affected_rows() != 1) {
-                return false;  // another caller used it first, or the codes were replaced
-            }
-            const pqxx::result cleared = tx.exec_params(
-                "UPDATE users SET failures = 0, lockouts = 0, locked_until = NULL, "
-                "updated_at = $2 WHERE username = $1 "
-                "AND (locked_until IS NULL OR locked_until <= $2)",
-                text(username), now);
-            if (cleared.affected_rows() != 1) {
-                return false;  // locked out: the transaction rolls back, the code stays unused
-            }
-            tx.commit();
-            return true;
-        });
-}
-
-void PostgresStore::appendAudit(const AuditEvent& event) {
-    withConnection("append to the audit log", {}, [&](pqxx::connection& connection) {
-        pqxx::nontransaction tx(connection);
-        tx.exec_params0(
-            "INSERT INTO audit_events (time, username, operation, resource, subresource, "
-            "namespace, name, decision, reason, uid) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            event.time, text(event.username), text(event.operation), text(event.resource),
-            text(event.subResource), text(event.nameSpace), text(event.name), text(event.decision),
-            text(event.reason), text(event.uid));
-    });
 }
 
 std::vector<AuditEvent> PostgresStore::listAudit(const AuditFilter& filter) {

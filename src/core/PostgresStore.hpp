@@ -4,8 +4,11 @@
 #pragma once
 
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 
+#include "core/GroupCommit.hpp"
 #include "core/Store.hpp"
 
 namespace twostep::core {
@@ -20,13 +23,17 @@ struct PostgresOptions {
     int connectTimeoutSeconds = 5;
     /// How long a caller waits for a free connection when all `poolSize` are in use.
     int acquireTimeoutMs = 5000;
+    /// How big one group commit may grow (maxChanges 1: every change commits alone).
+    BatchLimits batch;
 };
 
 class PostgresConnectionPool;
 
 /// Store on a PostgreSQL database, shared safely by threads (a pool hands each caller its own
 /// connection) and by processes and replicas (every read-modify-write is one conditional statement
-/// or a transaction with row locks). A connection that breaks is dropped and a new one opened on
+/// or a transaction with row locks). The changes of the request path are group committed: one
+/// transaction per batch, each claim still a conditional UPDATE in the database, so replicas that
+/// share the database stay correct. A connection that breaks is dropped and a new one opened on
 /// next use, so the store recovers by itself after the server restarts; operations during an
 /// outage throw StoreError. Thread-safe.
 class PostgresStore final : public Store {
@@ -49,19 +56,12 @@ public:
     bool setState(std::string_view username, UserState state, Seconds now) override;
     bool resetSecret(std::string_view username, std::string_view sealedSecret,
                      Seconds now) override;
-    bool acceptStep(std::string_view username, std::int64_t step, UserState requiredState,
-                    Seconds now) override;
-    bool confirmWithStep(std::string_view username, std::int64_t step, Seconds now) override;
-    FailureOutcome recordFailure(std::string_view username, const LockoutPolicy& policy,
-                                 Seconds now) override;
+    ChangeOutcome commit(const Change& change, const Settle& settle) override;
+    void setCommitObserver(CommitObserver* observer) override;
     bool unlock(std::string_view username, Seconds now) override;
-    bool openGrant(std::string_view username, Seconds until, Seconds now) override;
     bool revokeGrant(std::string_view username, Seconds now) override;
     bool replaceRecoveryCodes(std::string_view username, const std::vector<std::string>& hashes,
                               Seconds now) override;
-    bool consumeRecoveryCode(std::string_view username, std::string_view code,
-                             Seconds now) override;
-    void appendAudit(const AuditEvent& event) override;
     std::vector<AuditEvent> listAudit(const AuditFilter& filter) override;
     void resealAll(const std::function<std::string(const std::string&, const std::string&)>& reseal,
                    std::string_view newKeyFingerprint) override;
@@ -90,10 +90,17 @@ private:
     bool updateUserRow(std::string_view action, const char* sql, std::string_view username,
                        Seconds now, const Extra&... extra);
 
+    /// Applies and commits one batch of the group commit (GroupCommit::ApplyBatch).
+    void applyBatch(std::span<QueuedChange* const> batch);
+    /// The id of `username`'s stored recovery code that `code` matches, read outside the writer.
+    std::optional<std::int64_t> matchRecoveryCode(std::string_view username,
+                                                  std::string_view code);
+
     PostgresOptions options_;
     std::string description_;
     std::vector<std::string> secrets_;  ///< password forms scrubbed from every message
     std::unique_ptr<PostgresConnectionPool> pool_;
+    std::unique_ptr<GroupCommit> writes_;
 };
 
 /// `url` with any password replaced by "***" (in the user info and in a password= parameter),

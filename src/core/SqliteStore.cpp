@@ -20,7 +20,6 @@
 #include "core/ConnectionPool.hpp"
 #include "core/Error.hpp"
 #include "core/Migrations.hpp"
-#include "core/RecoveryCodes.hpp"
 #include "core/StoreRows.hpp"
 
 namespace twostep::core {
@@ -245,6 +244,15 @@ void bindBlob(SQLite::Statement& statement, int index, std::string_view bytes) {
     statement.bind(index, bytes.empty() ? "" : bytes.data(), static_cast<int>(bytes.size()));
 }
 
+/// Binds the value, or NULL when there is none.
+void bindOptional(SQLite::Statement& statement, int index, std::optional<std::int64_t> value) {
+    if (value) {
+        statement.bind(index, *value);
+    } else {
+        statement.bind(index);
+    }
+}
+
 std::optional<std::int64_t> optionalInt64(const SQLite::Column& column) {
     if (column.isNull()) {
         return std::nullopt;
@@ -348,11 +356,6 @@ auto SqliteStore::withConnection(Access access, std::string_view action, std::st
             throw failure("the database file was deleted or replaced while the webhook had it "
                           "open; restore it, or restart the webhook");
         }
-        if (access == Access::LightWrite &&
-            synchronous_ == SqliteOptions::Synchronous::DurableState) {
-            const LightCommit light(lease.connection());
-            return fn(lease.connection());
-        }
         return fn(lease.connection());
     } catch (const SQLite::Exception& e) {
         throw failure(e.what());
@@ -361,10 +364,183 @@ auto SqliteStore::withConnection(Access access, std::string_view action, std::st
     }
 }
 
+namespace {
+
+/// The statements of applyChange (StoreRows.hpp) on the batch's connection, inside its
+/// BEGIN IMMEDIATE transaction.
+class SqliteRows {
+public:
+    explicit SqliteRows(SQLite::Database& db) : db_(db) {}
+
+    bool claimStep(std::string_view username, std::int64_t step, UserState requiredState,
+                   Seconds now, std::optional<Seconds> grantUntil) {
+        // The replay compare-and-set in one statement: SQLite runs it under the write lock, so
+        // of concurrent claims (threads or processes) with the same step exactly one changes the
+        // row. Opening extends a grant, never shortens it.
+        ReusedStatement update(db_,
+                               "UPDATE users SET last_step = ?3, failures = 0, lockouts = 0, "
+                               "locked_until = NULL, updated_at = ?2, grant_until = CASE WHEN ?5 "
+                               "IS NULL THEN grant_until ELSE MAX(COALESCE(grant_until, ?5), ?5) "
+                               "END WHERE username = ?1 AND state = ?4 "
+                               "AND (last_step IS NULL OR last_step < ?3) "
+                               "AND (locked_until IS NULL OR locked_until <= ?2)");
+        bindText(*update, 1, username);
+        update->bind(2, now);
+        update->bind(3, step);
+        bindText(*update, 4, toString(requiredState));
+        bindOptional(*update, 5, grantUntil);
+        return update->exec() == 1;
+    }
+
+    bool confirmStep(std::string_view username, std::int64_t step, Seconds now) {
+        return updateUser(db_,
+                          "UPDATE users SET state = 'active', last_step = ?3, failures = 0, "
+                          "lockouts = 0, locked_until = NULL, updated_at = ?2 "
+                          "WHERE username = ?1 AND state = 'pending' "
+                          "AND (last_step IS NULL OR last_step < ?3)",
+                          username, now, step);
+    }
+
+    std::optional<rows::FailureState> failureState(std::string_view username) {
+        ReusedStatement read(
+            db_, "SELECT failures, lockouts, locked_until FROM users WHERE username = ?");
+        bindText(*read, 1, username);
+        if (!read->executeStep()) {
+            return std::nullopt;
+        }
+        return rows::FailureState{read->getColumn(0).getInt(), read->getColumn(1).getInt(),
+                                  optionalInt64(read->getColumn(2))};
+    }
+
+    void storeFailure(std::string_view username, Seconds now, const rows::FailureRow& row) {
+        ReusedStatement update(db_,
+                               "UPDATE users SET failures = ?3, lockouts = ?4, "
+                               "locked_until = COALESCE(?5, locked_until), updated_at = ?2 "
+                               "WHERE username = ?1");
+        bindText(*update, 1, username);
+        update->bind(2, now);
+        update->bind(3, row.outcome.failures);
+        update->bind(4, row.lockouts);
+        bindOptional(*update, 5, row.outcome.lockedUntil);
+        update->exec();
+    }
+
+    std::optional<User> user(std::string_view username) {
+        ReusedStatement query(db_, selectUserByName());
+        bindText(*query, 1, username);
+        if (!query->executeStep()) {
+            return std::nullopt;
+        }
+        return readUser(*query);
+    }
+
+    bool deleteRecoveryCode(std::string_view username, std::int64_t id) {
+        ReusedStatement remove(db_, "DELETE FROM recovery_codes WHERE id = ? AND username = ?");
+        remove->bind(1, id);
+        bindText(*remove, 2, username);
+        return remove->exec() == 1;
+    }
+
+    void clearFailures(std::string_view username, Seconds now) {
+        updateUser(db_,
+                   "UPDATE users SET failures = 0, lockouts = 0, locked_until = NULL, "
+                   "updated_at = ?2 WHERE username = ?1",
+                   username, now);
+    }
+
+    bool openGrant(std::string_view username, Seconds until, Seconds now) {
+        // Opening extends, never shortens: two overlapping unlocks keep the later end.
+        return updateUser(db_,
+                          "UPDATE users SET grant_until = MAX(COALESCE(grant_until, ?3), ?3), "
+                          "updated_at = ?2 WHERE username = ?1",
+                          username, now, until);
+    }
+
+    void insertAudit(const AuditEvent& event) {
+        ReusedStatement insert(
+            db_,
+            "INSERT INTO audit_events (time, username, operation, resource, subresource, "
+            "namespace, name, decision, reason, uid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        insert->bind(1, event.time);
+        bindText(*insert, 2, event.username);
+        bindText(*insert, 3, event.operation);
+        bindText(*insert, 4, event.resource);
+        bindText(*insert, 5, event.subResource);
+        bindText(*insert, 6, event.nameSpace);
+        bindText(*insert, 7, event.name);
+        bindText(*insert, 8, event.decision);
+        bindText(*insert, 9, event.reason);
+        bindText(*insert, 10, event.uid);
+        insert->exec();
+    }
+
+private:
+    SQLite::Database& db_;
+};
+
+}  // namespace
+
+void SqliteStore::applyBatch(std::span<QueuedChange* const> batch) {
+    // A batch that may change state (a claim, a grant) waits for the disk; one of only failure
+    // counts and audit rows may wait for the next sync. SQLite fixes this before the transaction
+    // starts, so a batch of refused claims still syncs.
+    const bool light =
+        synchronous_ == SqliteOptions::Synchronous::DurableState &&
+        std::all_of(batch.begin(), batch.end(), [](const QueuedChange* member) {
+            return member->change.kind == Change::Kind::AuditOnly ||
+                   member->change.kind == Change::Kind::RecordFailure;
+        });
+    const rows::BatchAction what = rows::describeBatch(batch);
+    withConnection(Access::Write, what.action, what.subject, [&](SQLite::Database& db) {
+        std::optional<LightCommit> lightCommit;
+        if (light) {
+            lightCommit.emplace(db);
+        }
+        // One transaction for the whole batch: a failure anywhere rolls all of it back, and
+        // every member is refused.
+        SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
+        SqliteRows rows(db);
+        for (QueuedChange* member : batch) {
+            member->outcome = rows::applyChange(rows, *member);
+        }
+        transaction.commit();
+    });
+}
+
+std::optional<std::int64_t> SqliteStore::matchRecoveryCode(std::string_view username,
+                                                           std::string_view code) {
+    return withConnection(
+        Access::Read, "read the recovery codes of user", username,
+        [&](SQLite::Database& db) -> std::optional<std::int64_t> {
+            ReusedStatement read(
+                db, "SELECT id, hash FROM recovery_codes WHERE username = ? ORDER BY id");
+            bindText(*read, 1, username);
+            rows::RecoveryCodeMatch match(code);
+            while (read->executeStep()) {
+                match.check(read->getColumn(0).getInt64(), read->getColumn(1).getString());
+            }
+            return match.id();
+        });
+}
+
+ChangeOutcome SqliteStore::commit(const Change& change, const Settle& settle) {
+    std::optional<std::int64_t> recoveryCodeId;
+    if (change.kind == Change::Kind::ConsumeRecoveryCode) {
+        recoveryCodeId = matchRecoveryCode(change.username, change.recoveryCode);
+    }
+    return writes_->submit(change, settle, recoveryCodeId);
+}
+
+void SqliteStore::setCommitObserver(CommitObserver* observer) {
+    writes_->setObserver(observer);
+}
+
 SqliteStore::SqliteStore(std::string path, SqliteOptions options)
     : path_(std::move(path)),
       synchronous_(options.synchronous),
-      busyTimeout_(std::max(0, options.busyTimeoutMs)) {
+      busyTimeout_(std::max(0, options.busyTimeoutMs)),
+      writes_(std::make_unique<GroupCommit>(
+          [this](std::span<QueuedChange* const> batch) { applyBatch(batch); }, options.batch)) {
     const bool memory = path_ == MemoryPath;
     // ":memory:" names a new database per connection, so an in-memory store has exactly one, and
     // keeps it even when a rollback fails: closing it would drop the database.
@@ -396,6 +572,7 @@ SqliteStore::SqliteStore(std::string path, SqliteOptions options)
         throw StoreError("cannot open database '" + path_ + "': " + e.what());
     }
 }
+
 
 // Closing a connection never throws: SQLiteCpp's Database destructor only asserts.
 SqliteStore::~SqliteStore() = default;
@@ -500,73 +677,6 @@ bool SqliteStore::resetSecret(std::string_view username, std::string_view sealed
         });
 }
 
-bool SqliteStore::acceptStep(std::string_view username, std::int64_t step, UserState requiredState,
-                             Seconds now) {
-    return withConnection(
-        Access::Write, "accept a time step for user", username, [&](SQLite::Database& db) {
-            // The replay compare-and-set in one statement: SQLite runs it under the write lock, so
-            // of concurrent callers (threads or processes) with the same step exactly one changes
-            // the row.
-            return updateUser(db,
-                              "UPDATE users SET last_step = ?3, failures = 0, lockouts = 0, "
-                              "locked_until = NULL, updated_at = ?2 "
-                              "WHERE username = ?1 AND state = ?4 "
-                              "AND (last_step IS NULL OR last_step < ?3) "
-                              "AND (locked_until IS NULL OR locked_until <= ?2)",
-                              username, now, step, std::string(toString(requiredState)));
-        });
-}
-
-bool SqliteStore::confirmWithStep(std::string_view username, std::int64_t step, Seconds now) {
-    return withConnection(Access::Write, "confirm user", username, [&](SQLite::Database& db) {
-        return updateUser(db,
-                          "UPDATE users SET state = 'active', last_step = ?3, failures = 0, "
-                          "lockouts = 0, locked_until = NULL, updated_at = ?2 "
-                          "WHERE username = ?1 AND state = 'pending' "
-                          "AND (last_step IS NULL OR last_step < ?3)",
-                          username, now, step);
-    });
-}
-
-FailureOutcome SqliteStore::recordFailure(std::string_view username, const LockoutPolicy& policy,
-                                          Seconds now) {
-    return withConnection(
-        Access::LightWrite, "record a failure for user", username, [&](SQLite::Database& db) {
-            // Read and write under one write lock (BEGIN IMMEDIATE), so concurrent failures are
-            // all counted and two of them never both start a lockout.
-            SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
-            ReusedStatement read(
-                db, "SELECT failures, lockouts, locked_until FROM users WHERE username = ?");
-            bindText(*read, 1, username);
-            if (!read->executeStep()) {
-                return rows::unknownUserFailure();
-            }
-            const SQLite::Column lockedUntil = read->getColumn(2);
-            const auto [outcome, lockouts] = rows::countFailure(
-                policy, read->getColumn(0).getInt(), read->getColumn(1).getInt(),
-                lockedUntil.isNull() ? std::nullopt : std::optional(lockedUntil.getInt64()), now);
-            if (outcome.refused) {
-                return outcome;  // the transaction rolls back: a refused failure changes nothing
-            }
-            ReusedStatement update(db,
-                                   "UPDATE users SET failures = ?3, lockouts = ?4, "
-                                   "locked_until = COALESCE(?5, locked_until), updated_at = ?2 "
-                                   "WHERE username = ?1");
-            bindText(*update, 1, username);
-            update->bind(2, now);
-            update->bind(3, outcome.failures);
-            update->bind(4, lockouts);
-            if (outcome.lockedUntil) {
-                update->bind(5, *outcome.lockedUntil);
-            } else {
-                update->bind(5);
-            }
-            update->exec();
-            transaction.commit();
-            return outcome;
-        });
-}
-
 bool SqliteStore::unlock(std::string_view username, Seconds now) {
     return withConnection(Access::Write, "unlock user", username, [&](SQLite::Database& db) {
         return updateUser(db,
@@ -574,17 +684,6 @@ bool SqliteStore::unlock(std::string_view username, Seconds now) {
                           "updated_at = ?2 WHERE username = ?1",
                           username, now);
     });
-}
-
-bool SqliteStore::openGrant(std::string_view username, Seconds until, Seconds now) {
-    return withConnection(
-        Access::Write, "open a grant for user", username, [&](SQLite::Database& db) {
-            // Opening extends, never shortens: two overlapping unlocks keep the later end.
-            return updateUser(db,
-                              "UPDATE users SET grant_until = MAX(COALESCE(grant_until, ?3), ?3), "
-                              "updated_at = ?2 WHERE username = ?1",
-                              username, now, until);
-        });
 }
 
 bool SqliteStore::revokeGrant(std::string_view username, Seconds now) {
@@ -621,66 +720,6 @@ bool SqliteStore::replaceRecoveryCodes(std::string_view username,
             transaction.commit();
             return true;
         });
-}
-
-bool SqliteStore::consumeRecoveryCode(std::string_view username, std::string_view code,
-                                      Seconds now) {
-    return withConnection(
-        Access::Write, "use a recovery code of user", username, [&](SQLite::Database& db) {
-            // The read, the match and the delete happen under one write lock, and the delete is
-            // conditional as well: of concurrent callers with the same code exactly one succeeds.
-            SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
-            SQLite::Statement read(
-                db, "SELECT id, hash FROM recovery_codes WHERE username = ? ORDER BY id");
-            bindText(read, 1, username);
-            std::optional<std::int64_t> match;
-            while (read.executeStep()) {
-                // Every hash is checked, so the time taken does not tell which code matched.
-                const bool matches = matchesRecoveryCode(code, read.getColumn(1).getString());
-                if (matches && !match) {
-                    match = read.getColumn(0).getInt64();
-                }
-            }
-            if (!match) {
-                return false;
-            }
-            SQLite::Statement remove(db,
-                                     "DELETE FROM recovery_codes WHERE id = ? AND username = ?");
-            remove.bind(1, *match);
-            bindText(remove, 2, username);
-            if (remove.exec() != 1) {
-                return false;
-            }
-            if (!updateUser(db,
-                            "UPDATE users SET failures = 0, lockouts = 0, locked_until = NULL, "
-                            "updated_at = ?2 WHERE username = ?1 "
-                            "AND (locked_until IS NULL OR locked_until <= ?2)",
-                            username, now)) {
-                return false;  // locked out: the transaction rolls back, the code stays unused
-            }
-            transaction.commit();
-            return true;
-        });
-}
-
-void SqliteStore::appendAudit(const AuditEvent& event) {
-    withConnection(Access::LightWrite, "append to the audit log", {}, [&](SQLite::Database& db) {
-        ReusedStatement insert(
-            db,
-            "INSERT INTO audit_events (time, username, operation, resource, subresource, "
-            "namespace, name, decision, reason, uid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-        insert->bind(1, event.time);
-        bindText(*insert, 2, event.username);
-        bindText(*insert, 3, event.operation);
-        bindText(*insert, 4, event.resource);
-        bindText(*insert, 5, event.subResource);
-        bindText(*insert, 6, event.nameSpace);
-        bindText(*insert, 7, event.name);
-        bindText(*insert, 8, event.decision);
-        bindText(*insert, 9, event.reason);
-        bindText(*insert, 10, event.uid);
-        insert->exec();
-    });
 }
 
 std::vector<AuditEvent> SqliteStore::listAudit(const AuditFilter& filter) {

@@ -6,8 +6,11 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <span>
 #include <string>
 
+#include "core/GroupCommit.hpp"
 #include "core/Store.hpp"
 
 namespace SQLite {
@@ -36,11 +39,14 @@ struct SqliteOptions {
     /// The most connections open at once; further callers wait for a free one. ":memory:" always
     /// uses exactly one connection, so every caller sees the same in-memory database.
     int maxConnections = 16;
+    /// How big one group commit may grow (maxChanges 1: every change commits alone).
+    BatchLimits batch;
 };
 
 /// Store on one SQLite file in WAL mode, shared safely by threads (a pool hands each caller its own
 /// connection) and by processes (SQLite's file locks; every read-modify-write is one conditional
-/// statement or a BEGIN IMMEDIATE transaction). Thread-safe.
+/// statement or a BEGIN IMMEDIATE transaction). The changes of the request path are group
+/// committed: one BEGIN IMMEDIATE transaction and one commit (one fsync) per batch. Thread-safe.
 class SqliteStore final : public Store {
 public:
     /// Opens the database at `path` (created when missing; ":memory:" for a private in-memory
@@ -60,19 +66,12 @@ public:
     bool setState(std::string_view username, UserState state, Seconds now) override;
     bool resetSecret(std::string_view username, std::string_view sealedSecret,
                      Seconds now) override;
-    bool acceptStep(std::string_view username, std::int64_t step, UserState requiredState,
-                    Seconds now) override;
-    bool confirmWithStep(std::string_view username, std::int64_t step, Seconds now) override;
-    FailureOutcome recordFailure(std::string_view username, const LockoutPolicy& policy,
-                                 Seconds now) override;
+    ChangeOutcome commit(const Change& change, const Settle& settle) override;
+    void setCommitObserver(CommitObserver* observer) override;
     bool unlock(std::string_view username, Seconds now) override;
-    bool openGrant(std::string_view username, Seconds until, Seconds now) override;
     bool revokeGrant(std::string_view username, Seconds now) override;
     bool replaceRecoveryCodes(std::string_view username, const std::vector<std::string>& hashes,
                               Seconds now) override;
-    bool consumeRecoveryCode(std::string_view username, std::string_view code,
-                             Seconds now) override;
-    void appendAudit(const AuditEvent& event) override;
     std::vector<AuditEvent> listAudit(const AuditFilter& filter) override;
     void resealAll(const std::function<std::string(const std::string&, const std::string&)>& reseal,
                    std::string_view newKeyFingerprint) override;
@@ -89,13 +88,17 @@ public:
 
 private:
     using Pool = ConnectionPool<SqliteConnection>;
-    /// LightWrite: a write that may be lost on power loss under Synchronous::DurableState.
-    enum class Access { Read, Write, LightWrite };
+    enum class Access { Read, Write };
 
     /// Runs `fn(SQLite::Database&)` on a pooled connection and turns a SQLite::Exception into a
     /// StoreError "cannot <action> '<subject>' in database '<path>': <sqlite message>".
     template <typename Fn>
     auto withConnection(Access access, std::string_view action, std::string_view subject, Fn&& fn);
+    /// Applies and commits one batch of the group commit (GroupCommit::ApplyBatch).
+    void applyBatch(std::span<QueuedChange* const> batch);
+    /// The id of `username`'s stored recovery code that `code` matches, read outside the writer.
+    std::optional<std::int64_t> matchRecoveryCode(std::string_view username,
+                                                  std::string_view code);
 
     std::string path_;
     SqliteOptions::Synchronous synchronous_;
@@ -109,6 +112,7 @@ private:
     std::condition_variable writerFree_;
     bool writerBusy_ = false;
     std::unique_ptr<Pool> pool_;
+    std::unique_ptr<GroupCommit> writes_;
 };
 
 }  // namespace twostep::core

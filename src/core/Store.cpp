@@ -35,6 +35,72 @@ Seconds LockoutPolicy::lockFor(int lockoutNumber) const {
     return lock < maxLockSeconds ? lock : maxLockSeconds;
 }
 
+std::size_t Change::approximateBytes() const {
+    // The row bytes a change writes: the user row's update is small; the audit row carries the
+    // request's names, which a forged review can make long.
+    std::size_t bytes = 64 + username.size() + recoveryCode.size();
+    if (audit) {
+        bytes += 64 + audit->username.size() + audit->operation.size() + audit->resource.size() +
+                 audit->subResource.size() + audit->nameSpace.size() + audit->name.size() +
+                 audit->uid.size();
+    }
+    return bytes;
+}
+
+namespace {
+
+/// A change of `kind` for `username` at `now`.
+Change changeOf(Change::Kind kind, std::string_view username, Seconds now) {
+    Change change;
+    change.kind = kind;
+    change.username = std::string(username);
+    change.now = now;
+    return change;
+}
+
+}  // namespace
+
+bool Store::acceptStep(std::string_view username, std::int64_t step, UserState requiredState,
+                       Seconds now) {
+    Change change = changeOf(Change::Kind::AcceptStep, username, now);
+    change.step = step;
+    change.requiredState = requiredState;
+    return commit(change, {}).applied;
+}
+
+bool Store::confirmWithStep(std::string_view username, std::int64_t step, Seconds now) {
+    Change change = changeOf(Change::Kind::ConfirmStep, username, now);
+    change.step = step;
+    return commit(change, {}).applied;
+}
+
+FailureOutcome Store::recordFailure(std::string_view username, const LockoutPolicy& policy,
+                                    Seconds now) {
+    Change change = changeOf(Change::Kind::RecordFailure, username, now);
+    change.lockout = policy;
+    const ChangeOutcome outcome = commit(change, {});
+    assert(outcome.failure && "a RecordFailure change always reports the failure");
+    return outcome.failure.value_or(FailureOutcome{true, 0, std::nullopt});
+}
+
+bool Store::openGrant(std::string_view username, Seconds until, Seconds now) {
+    Change change = changeOf(Change::Kind::OpenGrant, username, now);
+    change.grantUntil = until;
+    return commit(change, {}).applied;
+}
+
+bool Store::consumeRecoveryCode(std::string_view username, std::string_view code, Seconds now) {
+    Change change = changeOf(Change::Kind::ConsumeRecoveryCode, username, now);
+    change.recoveryCode = std::string(code);
+    return commit(change, {}).applied;
+}
+
+void Store::appendAudit(const AuditEvent& event) {
+    Change change = changeOf(Change::Kind::AuditOnly, event.username, event.time);
+    change.audit = event;
+    commit(change, {});
+}
+
 namespace {
 
 /// One kind of store, chosen by the prefix of the --db value.

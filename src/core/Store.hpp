@@ -1,7 +1,8 @@
 /// The store interface: users, replay state, lockouts, grants, recovery codes and the audit log.
-/// SqliteStore implements it (and PostgresStore, later, with the same semantics).
+/// SqliteStore and PostgresStore implement it with the same semantics.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "core/Clock.hpp"
+#include "core/Error.hpp"
 #include "core/Totp.hpp"
 
 namespace twostep::core {
@@ -80,6 +82,82 @@ struct AuditEvent {
     std::string uid;       ///< the AdmissionReview request uid
 };
 
+/// What a request asks the store to change. The store's writer applies the changes of concurrent
+/// requests together, in one transaction, in arrival order, and commits once (group commit,
+/// docs/architecture.md): see Store::commit.
+struct Change {
+    enum class Kind {
+        AuditOnly,            ///< nothing but the audit row (a decision that changed no state)
+        AcceptStep,           ///< the replay compare-and-set (Store::acceptStep)
+        ConfirmStep,          ///< pending -> active with the step (Store::confirmWithStep)
+        RecordFailure,        ///< count a wrong code (Store::recordFailure)
+        ConsumeRecoveryCode,  ///< use a recovery code (Store::consumeRecoveryCode)
+        OpenGrant,            ///< open or extend a grant until grantUntil (Store::openGrant)
+    };
+    Kind kind = Kind::AuditOnly;
+    std::string username;
+    Seconds now = 0;
+    std::int64_t step = 0;                        ///< AcceptStep, ConfirmStep
+    UserState requiredState = UserState::Active;  ///< AcceptStep
+    std::string recoveryCode;                     ///< ConsumeRecoveryCode: the code as typed
+    LockoutPolicy lockout;  ///< RecordFailure, and ConsumeRecoveryCode with countFailureIfRefused
+    /// ConsumeRecoveryCode: a code that is refused (wrong, already used, or the user locked out)
+    /// counts as a failure in the same transaction, as a wrong TOTP code does.
+    bool countFailureIfRefused = false;
+    /// AcceptStep, ConsumeRecoveryCode: the grant the claim opens (extends) when it succeeds, in
+    /// the same transaction; OpenGrant: the grant's end.
+    std::optional<Seconds> grantUntil;
+    /// The decision's audit row (who, what, when), written in the change's transaction. Its
+    /// decision and reason come from the Settle callback, or as set here when there is none.
+    std::optional<AuditEvent> audit;
+
+    /// About how many bytes the change puts into the database (for the batch's byte bound).
+    std::size_t approximateBytes() const;
+};
+
+/// What a change did, as the writer saw it inside its transaction.
+struct ChangeOutcome {
+    /// The claim, grant or confirmation changed the user's row (always false for AuditOnly and
+    /// RecordFailure).
+    bool applied = false;
+    /// Set when a failure was counted or refused (RecordFailure, or a refused claim with
+    /// countFailureIfRefused).
+    std::optional<FailureOutcome> failure;
+    /// A refused AcceptStep: the user's row as it stood in the transaction (nullopt when the
+    /// user does not exist), which tells a replay from a lockout.
+    std::optional<User> user;
+};
+
+/// The audit row's verdict, chosen from a change's outcome.
+struct Verdict {
+    bool allowed = false;
+    std::string_view reason;  ///< a stable reason id (see Decision.hpp); must outlive the call
+};
+
+/// Turns what a change did into its decision's verdict. The writer calls it inside the
+/// transaction, so the audit row says what really happened; it must be quick and must not block
+/// on the store. Returns nullopt to write no audit row.
+using Settle = std::function<std::optional<Verdict>(const ChangeOutcome&)>;
+
+/// Told about the store's group commits, e.g. to fill a histogram. Called on the committing
+/// thread; must be quick, thread-safe, and must not throw.
+class CommitObserver {
+public:
+    virtual ~CommitObserver() = default;
+    /// A change joined the queue; `queued` changes (this one included) now wait for the writer.
+    virtual void changeQueued(std::size_t queued) noexcept = 0;
+    /// A batch of `changes` changes (`bytes` by Change::approximateBytes) ended: committed, or
+    /// failed and rolled back, every member answered with the error.
+    virtual void batchDone(std::size_t changes, std::size_t bytes, bool committed) noexcept = 0;
+};
+
+/// A batch of changes could not be committed: none of it was, and every request in it is
+/// refused. Derived from StoreError, so callers that fail closed on store errors keep doing so.
+class CommitError : public StoreError {
+public:
+    using StoreError::StoreError;
+};
+
 struct AuditFilter {
     std::optional<std::string> username;
     std::optional<Seconds> since;
@@ -89,9 +167,24 @@ struct AuditFilter {
 
 /// Persistent state. All methods are thread-safe (implementations pool connections) and throw
 /// twostep::StoreError (or a subclass) when the database fails; "not found" is a value, not an error.
+/// Reads run concurrently on the pool; the writes of the request path (commit, and acceptStep,
+/// confirmWithStep, recordFailure, consumeRecoveryCode, openGrant and appendAudit, which are one
+/// change each) are committed in batches by one writer at a time.
 class Store {
 public:
     virtual ~Store() = default;
+
+    /// Hands `change` to the store's writer and waits until it is committed: the writer takes
+    /// every change queued (up to a bound), applies them in one transaction in arrival order, each
+    /// as if alone (a claim is still one conditional UPDATE, so of concurrent claims of one step
+    /// exactly one applies), calls each change's `settle` with its outcome and writes the audit
+    /// row it names, then commits once. A lone change commits at once. Returns this change's
+    /// outcome only once it is durable. @throw CommitError when the batch failed: nothing of it
+    /// was committed; StoreError when the change could not be queued.
+    virtual ChangeOutcome commit(const Change& change, const Settle& settle) = 0;
+    /// Reports every later batch to `observer` (nullptr: none). Set it before the store is shared
+    /// between threads; the observer must outlive the store's use.
+    virtual void setCommitObserver(CommitObserver* observer) = 0;
 
     /// The user, or nullopt when not enrolled.
     virtual std::optional<User> findUser(std::string_view username) = 0;
@@ -111,14 +204,17 @@ public:
     virtual bool resetSecret(std::string_view username, std::string_view sealedSecret,
                              Seconds now) = 0;
 
+    // acceptStep, confirmWithStep, recordFailure, openGrant and consumeRecoveryCode are each one
+    // change through commit(), batched with the changes of other callers.
+
     /// The replay compare-and-set: records `step` as accepted only if it is newer than the
     /// user's last accepted step, the user is in `requiredState` and not locked out. One
     /// conditional UPDATE, so of concurrent callers with the same step exactly one gets true. On
     /// success also clears the failure count and the lockout streak.
     virtual bool acceptStep(std::string_view username, std::int64_t step, UserState requiredState,
-                            Seconds now) = 0;
+                            Seconds now);
     /// Pending -> active together with acceptStep, atomically (used by `confirm`).
-    virtual bool confirmWithStep(std::string_view username, std::int64_t step, Seconds now) = 0;
+    virtual bool confirmWithStep(std::string_view username, std::int64_t step, Seconds now);
 
     /// Counts a wrong code atomically; the failure that reaches policy.maxFailures starts a
     /// lockout. While the user is locked out, the failure is refused and not counted, and
@@ -126,12 +222,12 @@ public:
     /// lockout to maxFailures however many guesses arrive at once: once the lock is on, a guess
     /// in flight is answered "locked out", right or wrong. An unknown user is refused.
     virtual FailureOutcome recordFailure(std::string_view username, const LockoutPolicy& policy,
-                                         Seconds now) = 0;
+                                         Seconds now);
     /// Clears failures, lock and lockout streak. False when the user does not exist.
     virtual bool unlock(std::string_view username, Seconds now) = 0;
 
     /// Opens (or extends) a grant until `until`. False when the user does not exist.
-    virtual bool openGrant(std::string_view username, Seconds until, Seconds now) = 0;
+    virtual bool openGrant(std::string_view username, Seconds until, Seconds now);
     /// Ends a grant. False when the user does not exist.
     virtual bool revokeGrant(std::string_view username, Seconds now) = 0;
 
@@ -143,9 +239,10 @@ public:
     /// locked out (the code stays unused). On success also clears the failure count and the
     /// lockout streak, as acceptStep does.
     virtual bool consumeRecoveryCode(std::string_view username, std::string_view code,
-                                     Seconds now) = 0;
+                                     Seconds now);
 
-    virtual void appendAudit(const AuditEvent& event) = 0;
+    /// Appends one audit row (one AuditOnly change through commit()).
+    virtual void appendAudit(const AuditEvent& event);
     virtual std::vector<AuditEvent> listAudit(const AuditFilter& filter) = 0;
 
     /// Re-seals every secret with `reseal(username, sealed) -> newSealed` and records the new key

@@ -77,6 +77,20 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
                             .Register(*registry_)
                             .Add({});
 
+    // Batch sizes from 1 (a lone change: no wait) to the default bound of 64 and beyond.
+    batchSizes_ = &prometheus::BuildHistogram()
+                       .Name("twostep_store_batch_size")
+                       .Help("Changes committed together in one store transaction (group "
+                             "commit), failed batches included.")
+                       .Register(*registry_)
+                       .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128});
+    failedBatches_ = &prometheus::BuildCounter()
+                          .Name("twostep_store_batch_failures_total")
+                          .Help("Store batches whose transaction failed; every request in them "
+                                "was refused.")
+                          .Register(*registry_)
+                          .Add({});
+
     auto& enrolled = prometheus::BuildGauge()
                          .Name("twostep_enrolled_users")
                          .Help("Enrolled users by state, read from the store at scrape time.")
@@ -144,6 +158,19 @@ void Metrics::connectionClosed() {
 
 void Metrics::connectionsIdle(int delta) {
     connectionsIdle_->Increment(delta);
+}
+
+void Metrics::changeQueued(std::size_t) noexcept {}
+
+void Metrics::batchDone(std::size_t changes, std::size_t, bool committed) noexcept {
+    try {
+        batchSizes_->Observe(static_cast<double>(changes));
+        if (!committed) {
+            failedBatches_->Increment();
+        }
+    } catch (...) {  // NOLINT(bugprone-empty-catch)
+        // prometheus-cpp's Observe takes a mutex; a metric is never worth failing a commit for.
+    }
 }
 
 void Metrics::refreshUserGauges(core::Store& store, core::Seconds now) {

@@ -11,6 +11,7 @@
 #include "core/Clock.hpp"
 #include "core/Decision.hpp"
 #include "core/Policy.hpp"
+#include "core/Store.hpp"
 
 namespace prometheus {
 class Counter;
@@ -19,21 +20,17 @@ class Histogram;
 class Registry;
 }  // namespace prometheus
 
-namespace twostep::core {
-class Store;
-}
-
 namespace twostep::http {
 
 /// The result of one certificate reload attempt.
 enum class ReloadResult { Success, Failure };
 
 /// Every series is created up front, so the request path only touches atomics (counters) and a
-/// histogram. Thread-safe.
-class Metrics {
+/// histogram. Also the store's commit observer (twostep_store_batch_size). Thread-safe.
+class Metrics final : public core::CommitObserver {
 public:
     explicit Metrics(std::string_view version);
-    ~Metrics();
+    ~Metrics() override;
     Metrics(const Metrics&) = delete;
     Metrics& operator=(const Metrics&) = delete;
 
@@ -51,6 +48,11 @@ public:
     void connectionOpened();
     void connectionClosed();
     void connectionsIdle(int delta);
+
+    /// Nothing: the queue's length shows in the batch sizes.
+    void changeQueued(std::size_t queued) noexcept override;
+    /// Observes the size of a group commit's batch; counts it when it failed.
+    void batchDone(std::size_t changes, std::size_t bytes, bool committed) noexcept override;
 
     /// Sets the user gauges from `store`. @throw StoreError when the store fails (the gauges keep
     /// their previous values).
@@ -77,6 +79,8 @@ private:
     prometheus::Counter* connectionsRefused_ = nullptr;
     prometheus::Gauge* connectionsOpen_ = nullptr;
     prometheus::Gauge* connectionsIdle_ = nullptr;
+    prometheus::Histogram* batchSizes_ = nullptr;
+    prometheus::Counter* failedBatches_ = nullptr;
 };
 
 /// "validate" or "mutate".

@@ -255,6 +255,8 @@ int WebhookServer::main(const ArgVec& args) {
     const core::SystemClock clock;
     const core::Reviewer reviewer(*store, *sealer, clock, config_.policy);
     Metrics metrics(TWOSTEP_VERSION);
+    // Before any request: the store reports each group commit's size (twostep_store_batch_size).
+    store->setCommitObserver(&metrics);
 
     std::unique_ptr<TlsContext> tls;
     try {

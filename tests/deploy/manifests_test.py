@@ -4,7 +4,7 @@ what a cluster admin relies on: the kinds, the webhook entries (own namespace un
 sideEffects, failurePolicy, timeouts, review versions, the Namespace and unlock entries, never
 mutating and validating for the same resources), the pod's hardening, probes and resources, the
 PDB, the NetworkPolicy, and what each component adds (cert-manager, generated-certs, grants,
-match-conditions, ha, validating).
+legacy, ha, validating, and the deprecated empty match-conditions).
 
 Usage:
   manifests_test.py SOURCE_DIR overlay NAME          render deploy/overlays/NAME
@@ -43,7 +43,10 @@ PROTECTED = [
     ("rbac.authorization.k8s.io", "roles"), ("rbac.authorization.k8s.io", "rolebindings"),
 ]
 CONNECT_SUBRESOURCES = ["pods/exec", "pods/attach", "pods/portforward"]
-COMPONENTS = {"validating", "grants", "match-conditions", "cert-manager", "generated-certs", "ha"}
+COMPONENTS = {"validating", "grants", "legacy", "match-conditions", "cert-manager",
+              "generated-certs", "ha"}
+# The value of the enforcement label that means "on" (the server's --enforce-value default).
+ENFORCED = "enabled"
 
 
 class Checks:
@@ -200,10 +203,14 @@ def check_webhooks(c, docs, comps, source):
             f"found {[w['name'] for w in webhooks]}")
     path = "/validate" if want.startswith("Validating") else "/mutate"
     annotations = cfg["metadata"].get("annotations") or {}
+    legacy = "legacy" in comps
     for wh in webhooks:
         n = wh["name"]
         c.check(wh.get("sideEffects") == "NoneOnDryRun", f"{n}: sideEffects NoneOnDryRun")
-        c.check(wh.get("failurePolicy") == "Fail", f"{n}: failurePolicy Fail")
+        # Legacy sends every SelfSubjectAccessReview in the cluster to the unlock entry: it fails
+        # open there (a missed unlock opens no grant). Everything else fails closed.
+        policy = "Ignore" if legacy and n == "unlock.twostep.dev" else "Fail"
+        c.check(wh.get("failurePolicy") == policy, f"{n}: failurePolicy {policy}")
         t = wh.get("timeoutSeconds")
         c.check(isinstance(t, int) and 1 <= t <= 10, f"{n}: timeoutSeconds in 1..10, got {t}")
         c.check(wh.get("admissionReviewVersions") == ["v1", "v1beta1"],
@@ -286,13 +293,14 @@ def check_webhooks(c, docs, comps, source):
             rules[0].get("operations") == ["CREATE"] and rules[0].get("scope") == "Cluster",
             f"unlock: exactly SelfSubjectAccessReview v1 CREATE, scope Cluster; got {rules}")
 
-    # matchConditions: mirror the server's default exemptions (src/core/Policy.hpp).
-    mc = "match-conditions" in comps
+    # matchConditions (the default; legacy has none): mirror the server's default exemptions
+    # (src/core/Policy.hpp).
+    mc = not legacy
     users, groups = exemption_defaults(source)
     c.check(users and groups, "read the default exemptions from src/core/Policy.hpp")
     for wh in webhooks:
         conds = wh.get("matchConditions") or []
-        c.check(bool(conds) == mc, f"{wh['name']}: matchConditions only with the component")
+        c.check(bool(conds) == mc, f"{wh['name']}: matchConditions unless legacy")
         if not mc:
             continue
         text = " ".join(x["expression"] for x in conds)
@@ -307,8 +315,15 @@ def check_webhooks(c, docs, comps, source):
         c.check(len(names) == len(set(names)), f"{wh['name']}: unique condition names")
     if mc:
         text = " ".join(x["expression"] for x in unlock.get("matchConditions") or [])
-        c.check("startsWith('/twostep.dev/unlock')" in text,
-                "unlock: only unlock reviews are sent (nonResourceAttributes.path)")
+        c.check("object.spec.nonResourceAttributes.path.startsWith('/twostep.dev/')" in text,
+                "unlock: only twostep's own reviews are sent (nonResourceAttributes.path)")
+        # The Namespace entry sees only namespaces enforced BEFORE the change: the old object's
+        # label, so removing it is sent too, and turning enforcement on is not.
+        text = " ".join(x["expression"] for x in namespaces.get("matchConditions") or [])
+        c.check(f"oldObject.metadata.labels['{ENFORCE_LABEL}'] == '{ENFORCED}'" in text,
+                "namespaces: only namespaces enforced before the change are sent (oldObject)")
+        c.check("object.metadata" not in text.replace("oldObject.metadata", ""),
+                "namespaces: the new object's labels never decide (adding the label is free)")
 
 
 def container_checks(c, container, where):
@@ -483,6 +498,18 @@ def check_workload(c, docs, comps, source):
                         "cert-manager: the CA comes from a self-signed Issuer")
 
 
+def compose(tmp, name, comps):
+    """A kustomization in tmp/name: deploy/base plus these components; returns its directory."""
+    directory = os.path.join(tmp, name)
+    os.mkdir(directory)
+    lines = ["apiVersion: kustomize.config.k8s.io/v1beta1", "kind: Kustomization",
+             "resources:", "  - ../deploy/base", "components:"]
+    lines += [f"  - ../deploy/components/{x}" for x in sorted(comps)]
+    with open(os.path.join(directory, "kustomization.yaml"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    return directory
+
+
 def main():
     if len(sys.argv) != 4 or sys.argv[2] not in ("overlay", "compose"):
         print(__doc__)
@@ -504,17 +531,16 @@ def main():
             unknown = comps - COMPONENTS
             if not c.check(not unknown, f"known components, unknown: {unknown}"):
                 return c.finish()
-            directory = os.path.join(tmp, "compose")
-            os.mkdir(directory)
-            lines = ["apiVersion: kustomize.config.k8s.io/v1beta1", "kind: Kustomization",
-                     "resources:", "  - ../deploy/base", "components:"]
-            lines += [f"  - ../deploy/components/{x}" for x in sorted(comps)]
-            with open(os.path.join(directory, "kustomization.yaml"), "w", encoding="utf-8") as f:
-                f.write("\n".join(lines) + "\n")
+            directory = compose(tmp, "compose", comps)
         if "generated-certs" in comps:
             subprocess.run(["sh", os.path.join(root, "certs/generate.sh"), "--no-apply"],
                            check=True, stdout=subprocess.DEVNULL)
         docs = render(directory)
+        if "match-conditions" in comps:
+            # Deprecated and empty: an overlay that still names it renders as without it.
+            without = render(compose(tmp, "without-match-conditions",
+                                     comps - {"match-conditions"}))
+            c.check(docs == without, "match-conditions (deprecated) changes nothing")
         if "generated-certs" in comps:
             with open(os.path.join(root, "certs/out/ca.crt"), "rb") as f:
                 ca = base64.b64encode(f.read()).decode()

@@ -241,6 +241,10 @@ TEST_CASE("/metrics counts decisions, answers and users", "[integration][lifecyc
     CHECK(webhook.metric("twostep_http_requests_total{code=\"400\"}") == 1);
     CHECK(webhook.metric(
               "twostep_admission_review_duration_seconds_count{endpoint=\"validate\"}") == 3);
+    // Three audited decisions one after another: three store batches of one change each.
+    CHECK(webhook.metric("twostep_store_batch_size_count") == 3);
+    CHECK(webhook.metric("twostep_store_batch_size_sum") == 3);
+    CHECK(webhook.metric("twostep_store_batch_failures_total") == 0);
     // Usernames never become label values.
     CHECK(webhook.get("/metrics").body.find("alice") == std::string::npos);
 }

@@ -213,7 +213,7 @@ expect_contains "--help documents unlock" "$out" "kubectl twostep unlock [--for 
 reset_log
 run unlock --for 10m --code 123456 </dev/null
 expect_eq "unlock exits 0" "$rc" 0
-expect_eq "unlock creates a review" "$(args_of 1)" "create -f - -o yaml"
+expect_eq "unlock creates a review" "$(args_of 1)" "create --validate=false -f - -o yaml"
 review=$(cat "$FAKE_LOG/1.stdin")
 expect_contains "the review is a SelfSubjectAccessReview" "$review" "kind: SelfSubjectAccessReview"
 expect_contains "the review asks for 10 minutes" "$review" 'path: "/twostep.dev/unlock/10m"'
@@ -227,10 +227,15 @@ expect_contains "no --for asks for no duration" "$(cat "$FAKE_LOG/1.stdin")" 'pa
 
 reset_log
 FAKE_NO_WARNING=1 run unlock --for 90s --code 123456 </dev/null
-expect_eq "unlock without the webhook's warning still exits 0" "$rc" 0
-expect_contains "it prints an estimate" "$out" "unlocked: grant open until about "
-expect_contains "for the asked duration" "$out" "(90s, or less if the webhook caps it)"
-expect_contains "and warns that twostep did not confirm" "$err" "the webhook did not confirm the grant"
+expect_eq "unlock without the webhook's warning exits 1" "$rc" 1
+expect_eq "it claims no grant" "$out" ""
+expect_contains "and says twostep did not confirm" "$err" \
+    "unlock not confirmed: twostep did not answer the review, so no grant is open"
+
+reset_log
+FAKE_NO_WARNING=1 run delete deploy web --code 123456 </dev/null
+expect_eq "delete after an unconfirmed unlock exits 1" "$rc" 1
+expect_eq "and deletes nothing" "$(calls)" 1
 
 reset_log
 FAKE_DENY=1 run unlock --code 123456 </dev/null
@@ -238,10 +243,33 @@ expect_eq "a denied unlock exits 1" "$rc" 1
 expect_contains "a denied unlock shows the webhook's message" "$err" "wrong two-step code for user alice"
 expect_contains "a denied unlock says so" "$err" "unlock refused"
 
+# kubectl refuses its flags before a plugin's name, so they come after it; the unlock must go to
+# the same cluster as the same user as the command it unlocks.
+reset_log
+run unlock --code 123456 --kubeconfig /k/bob.kubeconfig --context=c1 --insecure-skip-tls-verify </dev/null
+expect_eq "unlock takes kubectl's connection flags" "$rc" 0
+expect_eq "unlock sends the review with them" "$(args_of 1)" \
+    "create --validate=false --kubeconfig /k/bob.kubeconfig --context=c1 --insecure-skip-tls-verify -f - -o yaml"
+reset_log
+run unlock --code 123456 -n demo </dev/null
+expect_eq "unlock refuses other arguments" "$rc" 2
+expect_contains "and says which it takes" "$err" "unlock takes no other arguments than kubectl's connection flags"
+expect_eq "and calls nothing" "$(calls)" 0
+reset_log
+run delete deploy web -n demo --as=bob --code 123456 --kubeconfig k </dev/null
+expect_eq "delete unlocks as the user it deletes as" "$(args_of 1)" \
+    "create --validate=false --as=bob --kubeconfig k -f - -o yaml"
+expect_eq "delete keeps the connection flags" "$(args_of 2)" "delete deploy web -n demo --as=bob --kubeconfig k"
+reset_log
+run exec web-0 --code 123456 --context c2 -- sh -c 'echo --kubeconfig x' </dev/null
+expect_eq "exec unlocks in its context" "$(args_of 1)" "create --validate=false --context c2 -f - -o yaml"
+expect_eq "flags after -- stay the command's" "$(cat "$FAKE_LOG/2.args")" \
+    "$(printf 'exec\nweb-0\n--context\nc2\n--\nsh\n-c\necho --kubeconfig x')"
+
 reset_log
 run delete deploy web -n demo --code 123456 </dev/null
 expect_eq "delete exits 0" "$rc" 0
-expect_eq "delete unlocks first" "$(args_of 1)" "create -f - -o yaml"
+expect_eq "delete unlocks first" "$(args_of 1)" "create --validate=false -f - -o yaml"
 expect_eq "then deletes" "$(args_of 2)" "delete deploy web -n demo"
 
 reset_log

@@ -31,6 +31,12 @@ public:
                      core::Seconds now) override {
         return inner_->resetSecret(username, sealedSecret, now);
     }
+    core::ChangeOutcome commit(const core::Change& change, const core::Settle& settle) override {
+        return inner_->commit(change, settle);
+    }
+    void setCommitObserver(core::CommitObserver* observer) override {
+        inner_->setCommitObserver(observer);
+    }
     bool acceptStep(std::string_view username, std::int64_t step, core::UserState requiredState,
                     core::Seconds now) override {
         return inner_->acceptStep(username, step, requiredState, now);

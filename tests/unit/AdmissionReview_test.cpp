@@ -138,7 +138,7 @@ TEST_CASE("nonResourceAttributes are read only for SelfSubjectAccessReviews", "[
     CHECK_FALSE(parseOk(review(request)).nonResourcePath);
 }
 
-TEST_CASE("labels and annotations are read from object and oldObject", "[review]") {
+TEST_CASE("annotations are read from object, the enforcement label from oldObject", "[review]") {
     json request = minimalRequest();
     request["operation"] = "UPDATE";
     request["resource"] = {{"group", ""}, {"version", "v1"}, {"resource", "namespaces"}};
@@ -154,16 +154,16 @@ TEST_CASE("labels and annotations are read from object and oldObject", "[review]
     CHECK(parsed.group.empty());
     CHECK(parsed.resource == "namespaces");
     CHECK(parsed.enforceLabelOld == "enabled");
-    CHECK_FALSE(parsed.enforceLabelNew);
     CHECK(parsed.token == "654321");
     CHECK(parsed.lastAppliedConfiguration == "{}");
 
     ReviewFields custom;
     custom.tokenAnnotation = "example.com/otp";
     custom.enforceLabel = "other";
+    request["oldObject"]["metadata"]["labels"]["other"] = "x";
     const ReviewRequest renamed = parseOk(review(request), custom);
     CHECK_FALSE(renamed.token);
-    CHECK(renamed.enforceLabelNew == "x");
+    CHECK(renamed.enforceLabelOld == "x");
 }
 
 TEST_CASE("null and absent optional members are the same", "[review]") {
@@ -247,8 +247,6 @@ TEST_CASE("bad reviews get a short reason", "[review]") {
         {changed("/object/metadata/annotations",
                  {{"kubectl.kubernetes.io/last-applied-configuration", json::object()}}),
          "annotation kubectl.kubernetes.io/last-applied-configuration must be a string", "u-1"},
-        {changed("/object/metadata/labels", {{"twostep.dev/enforce", true}}),
-         "label twostep.dev/enforce must be a string", "u-1"},
         {changed("/oldObject", {{"metadata", {{"labels", {{"twostep.dev/enforce", 1}}}}}}),
          "label twostep.dev/enforce must be a string", "u-1"},
         {changed("/kind", "Deployment"), "request.kind must be an object", "u-1"},

@@ -56,6 +56,8 @@ public:
     bool removeUser(std::string_view) override { refuse(); }
     bool setState(std::string_view, UserState, Seconds) override { refuse(); }
     bool resetSecret(std::string_view, std::string_view, Seconds) override { refuse(); }
+    ChangeOutcome commit(const Change&, const Settle&) override { refuse(); }
+    void setCommitObserver(CommitObserver*) override {}
     bool acceptStep(std::string_view, std::int64_t, UserState, Seconds) override { refuse(); }
     bool confirmWithStep(std::string_view, std::int64_t, Seconds) override { refuse(); }
     FailureOutcome recordFailure(std::string_view, const LockoutPolicy&, Seconds) override {
@@ -210,19 +212,35 @@ std::string unlockReview(const std::optional<std::string>& verb,
     return review.dump();
 }
 
-/// A Namespace UPDATE or DELETE as kube-apiserver sends it.
-std::string namespaceReview(const std::string& operation,
-                            const std::optional<std::string>& oldLabel,
-                            const std::optional<std::string>& newLabel,
-                            const std::optional<std::string>& token = std::nullopt) {
-    const auto object = [](const std::optional<std::string>& label,
-                           const std::optional<std::string>& code) {
-        json metadata = {{"name", "team-a"}, {"labels", {{"team", "a"}}}};
-        if (label) {
-            metadata["labels"]["twostep.dev/enforce"] = *label;
-        }
+/// A Namespace's metadata: its labels (besides the name label the API server sets) and
+/// annotations.
+struct NamespaceMeta {
+    json labels = {{"team", "a"}};
+    json annotations = json::object();
+};
+
+/// NamespaceMeta with the enforcement label set to `value`.
+NamespaceMeta enforced(const std::string& value = "enabled") {
+    NamespaceMeta meta;
+    meta.labels["twostep.dev/enforce"] = value;
+    return meta;
+}
+
+/// A Namespace request as kube-apiserver sends it (object is null for a DELETE).
+std::string namespaceReview(const std::string& operation, const NamespaceMeta& before,
+                            const NamespaceMeta& after,
+                            const std::optional<std::string>& token = std::nullopt,
+                            const std::string& username = "alice") {
+    const auto object = [](const NamespaceMeta& meta, const std::optional<std::string>& code) {
+        json labels = meta.labels;
+        labels["kubernetes.io/metadata.name"] = "team-a";
+        json metadata = {{"name", "team-a"}, {"labels", labels}};
+        json annotations = meta.annotations;
         if (code) {
-            metadata["annotations"] = {{"twostep.dev/token", *code}};
+            annotations["twostep.dev/token"] = *code;
+        }
+        if (!annotations.empty()) {
+            metadata["annotations"] = annotations;
         }
         return json{{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", metadata}};
     };
@@ -232,9 +250,9 @@ std::string namespaceReview(const std::string& operation,
         {"resource", {{"group", ""}, {"version", "v1"}, {"resource", "namespaces"}}},
         {"name", "team-a"},
         {"operation", operation},
-        {"userInfo", {{"username", "alice"}, {"groups", {"developers", "system:authenticated"}}}},
-        {"object", operation == "DELETE" ? json(nullptr) : object(newLabel, token)},
-        {"oldObject", object(oldLabel, std::nullopt)},
+        {"userInfo", {{"username", username}, {"groups", {"developers", "system:authenticated"}}}},
+        {"object", operation == "DELETE" ? json(nullptr) : object(after, token)},
+        {"oldObject", operation == "CREATE" ? json(nullptr) : object(before, std::nullopt)},
         {"dryRun", false}};
     return json{
         {"kind", "AdmissionReview"}, {"apiVersion", "admission.k8s.io/v1"}, {"request", request}}
@@ -840,39 +858,64 @@ TEST_CASE("other SelfSubjectAccessReviews pass untouched", "[policy]") {
     CHECK(outcome.decision->reason == Reason::NotProtected);
 }
 
-TEST_CASE("the namespace enforcement label is protected", "[policy]") {
+TEST_CASE("an enforced namespace is a protected object", "[policy]") {
     Harness h;
     h.enroll("alice");
-    SECTION("removing or changing the label needs a code") {
-        CHECK(h.decide(namespaceReview("UPDATE", "enabled", std::nullopt)).reason ==
-              Reason::MissingCode);
-        CHECK(h.decide(namespaceReview("UPDATE", "enabled", "disabled")).reason ==
-              Reason::MissingCode);
-        CHECK(h.decide(namespaceReview("UPDATE", "enabled", std::nullopt, "123456")).reason ==
-              Reason::Verified);
+    NamespaceMeta weakened = enforced();
+    weakened.labels["pod-security.kubernetes.io/enforce"] = "privileged";
+    NamespaceMeta annotated = enforced();
+    annotated.annotations["scheduler.alpha.kubernetes.io/node-selector"] = "pool=any";
+
+    SECTION("any update of an enforced namespace needs a code") {
+        CHECK(h.decide(namespaceReview("UPDATE", enforced(), NamespaceMeta{})).reason ==
+              Reason::MissingCode);  // label removed
+        CHECK(h.decide(namespaceReview("UPDATE", enforced(), enforced("disabled"))).reason ==
+              Reason::MissingCode);  // label changed
+        CHECK(h.decide(namespaceReview("UPDATE", enforced(), weakened)).reason ==
+              Reason::MissingCode);  // label kept, Pod Security weakened
+        CHECK(h.decide(namespaceReview("UPDATE", enforced(), annotated)).reason ==
+              Reason::MissingCode);  // label kept, annotation changed
+        CHECK(h.decide(namespaceReview("UPDATE", enforced(), enforced())).reason ==
+              Reason::MissingCode);  // nothing changed but the request
     }
-    SECTION("keeping, adding or never having the label is not protected") {
-        CHECK(h.decide(namespaceReview("UPDATE", "enabled", "enabled")).reason ==
+    SECTION("with a code the update is verified, and a wrong one counts") {
+        CHECK(h.decide(namespaceReview("UPDATE", enforced(), weakened, "123456")).reason ==
+              Reason::Verified);
+        CHECK(h.decide(namespaceReview("UPDATE", enforced(), NamespaceMeta{}, "000000")).reason ==
+              Reason::WrongCode);
+    }
+    SECTION("turning enforcement on, and namespaces never enforced, stay free") {
+        CHECK(h.decide(namespaceReview("UPDATE", NamespaceMeta{}, enforced())).reason ==
+              Reason::NotProtected);  // label added
+        CHECK(h.decide(namespaceReview("UPDATE", NamespaceMeta{}, weakened)).reason ==
+              Reason::NotProtected);  // label added together with other changes
+        CHECK(h.decide(namespaceReview("UPDATE", NamespaceMeta{}, annotated)).reason ==
               Reason::NotProtected);
-        CHECK(h.decide(namespaceReview("UPDATE", std::nullopt, "enabled")).reason ==
-              Reason::NotProtected);
-        CHECK(h.decide(namespaceReview("UPDATE", std::nullopt, std::nullopt)).reason ==
-              Reason::NotProtected);
-        CHECK(h.decide(namespaceReview("UPDATE", "disabled", std::nullopt)).reason ==
-              Reason::NotProtected);
-        CHECK(h.decide(namespaceReview("CREATE", std::nullopt, "enabled")).reason ==
+        CHECK(h.decide(namespaceReview("UPDATE", enforced("disabled"), NamespaceMeta{})).reason ==
+              Reason::NotProtected);  // "disabled" is not enforced
+        CHECK(h.decide(namespaceReview("CREATE", NamespaceMeta{}, enforced())).reason ==
               Reason::NotProtected);
     }
     SECTION("deleting an enforced namespace needs a grant") {
-        CHECK(h.decide(namespaceReview("DELETE", "enabled", std::nullopt)).reason ==
+        CHECK(h.decide(namespaceReview("DELETE", enforced(), NamespaceMeta{})).reason ==
               Reason::NeedsGrant);
-        CHECK(h.decide(namespaceReview("DELETE", std::nullopt, std::nullopt)).reason ==
+        CHECK(h.decide(namespaceReview("DELETE", NamespaceMeta{}, NamespaceMeta{})).reason ==
               Reason::NotProtected);
         REQUIRE(h.store->openGrant("alice", T + 60, T));
-        CHECK(h.decide(namespaceReview("DELETE", "enabled", std::nullopt)).reason == Reason::Grant);
+        CHECK(h.decide(namespaceReview("DELETE", enforced(), NamespaceMeta{})).reason ==
+              Reason::Grant);
+        CHECK(h.decide(namespaceReview("UPDATE", enforced(), weakened)).reason == Reason::Grant);
+    }
+    SECTION("the namespace controller and other exempt identities need nothing") {
+        const std::string controller = "system:serviceaccount:kube-system:namespace-controller";
+        CHECK(h.decide(namespaceReview("UPDATE", enforced(), weakened, std::nullopt, controller))
+                  .reason == Reason::Exempt);
+        CHECK(h.decide(namespaceReview("DELETE", enforced(), NamespaceMeta{}, std::nullopt,
+                                       controller))
+                  .reason == Reason::Exempt);
     }
     SECTION("a namespace subresource is an ordinary protected request") {
-        json review = json::parse(namespaceReview("UPDATE", "enabled", "enabled"));
+        json review = json::parse(namespaceReview("UPDATE", NamespaceMeta{}, NamespaceMeta{}));
         review["request"]["subResource"] = "finalize";
         CHECK(h.decide(review.dump()).reason == Reason::MissingCode);
     }
@@ -1027,6 +1070,41 @@ TEST_CASE("store and key failures fail closed", "[policy]") {
         h.enroll("alice");
         CHECK(h.decide(readFixture("0004")).reason == Reason::InternalError);
     }
+}
+
+/// Fails every commit of a change that is not an audit row alone, as a batch whose commit fails.
+class FailingCommitStore final : public twostep::test::ForwardingStore {
+public:
+    using ForwardingStore::ForwardingStore;
+    ChangeOutcome commit(const Change& change, const Settle& settle) override {
+        if (change.kind != Change::Kind::AuditOnly) {
+            throw CommitError("cannot commit a batch of 3 changes in database 'test': disk I/O error");
+        }
+        return ForwardingStore::commit(change, settle);
+    }
+};
+
+TEST_CASE("a failed group commit is refused with a deny that says to try again", "[policy]") {
+    Harness h(std::make_unique<FailingCommitStore>(openStore(":memory:")), PolicyConfig{});
+    h.enroll("alice");
+    for (const std::string& body : {readFixture("0004"), readFixture("0003")}) {
+        const ReviewOutcome outcome = h.post(body, Endpoint::Mutate);
+        CHECK_FALSE(outcome.decision->allowed);
+        CHECK(outcome.decision->reason == Reason::InternalError);
+        CHECK(outcome.decision->message ==
+              "twostep could not record the decision (database error; see the webhook log): the "
+              "change was refused; try again");
+        CHECK(outcome.error ==
+              "cannot commit a batch of 3 changes in database 'test': disk I/O error");
+    }
+    // Nothing of the failed changes happened; only the refusals were recorded.
+    const auto alice = h.user();
+    CHECK_FALSE(alice->lastStep);
+    CHECK(alice->failures == 0);
+    const auto audit = h.audit();
+    REQUIRE(audit.size() == 2);
+    CHECK(audit[0].reason == "internal_error");
+    CHECK(audit[1].reason == "internal_error");
 }
 
 TEST_CASE("bad bodies are answered 400 with a short reason", "[policy]") {

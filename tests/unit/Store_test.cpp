@@ -11,7 +11,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <algorithm>
 #include <barrier>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <memory>
@@ -1010,4 +1015,203 @@ STORE_TEST("eight processes opening a new database at once all succeed", "[store
         CHECK(children[i]->wait() == 0);
     }
     CHECK(backend.queryInt("SELECT COUNT(*) FROM schema_version") == backend.newestMigration());
+}
+
+namespace {
+
+using twostep::core::Change;
+using twostep::core::ChangeOutcome;
+using twostep::core::CommitError;
+using twostep::core::Verdict;
+
+/// Records the store's group commits, and lets a test wait until changes have queued up.
+class BatchRecorder final : public twostep::core::CommitObserver {
+public:
+    struct Batch {
+        std::size_t changes;
+        bool committed;
+    };
+
+    void changeQueued(std::size_t queued) noexcept override {
+        const std::lock_guard lock(mutex_);
+        mostQueued_ = std::max(mostQueued_, queued);
+        changed_.notify_all();
+    }
+    void batchDone(std::size_t changes, std::size_t, bool committed) noexcept override {
+        const std::lock_guard lock(mutex_);
+        batches_.push_back(Batch{changes, committed});
+    }
+    /// Waits (30 s at most) until `count` changes have waited for the writer at once.
+    bool awaitQueued(std::size_t count) {
+        std::unique_lock lock(mutex_);
+        return changed_.wait_for(lock, std::chrono::seconds(30),
+                                 [&] { return mostQueued_ >= count; });
+    }
+    std::vector<Batch> batches() {
+        const std::lock_guard lock(mutex_);
+        return batches_;
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    std::size_t mostQueued_ = 0;
+    std::vector<Batch> batches_;
+};
+
+/// A verified code's change for `user`: the claim of `step` with its audit row (uid `uid`), and
+/// the verdict "allow verified" or, when the claim is refused, "deny replayed".
+Change claimWithAudit(const std::string& user, std::int64_t step, const std::string& uid) {
+    Change change;
+    change.kind = Change::Kind::AcceptStep;
+    change.username = user;
+    change.step = step;
+    change.now = T0;
+    change.audit = auditEvent(user, T0, "");
+    change.audit->uid = uid;
+    return change;
+}
+
+std::optional<Verdict> verdictOf(const ChangeOutcome& outcome) {
+    return outcome.applied ? Verdict{true, "verified"} : Verdict{false, "replayed"};
+}
+
+/// Commits a claim for "holder" whose verdict waits until `followers` other changes have queued
+/// behind it, then the followers' changes (each on its own thread, started while the holder's
+/// transaction is open), and returns what each follower got: "applied", "refused", or the
+/// CommitError's message.
+std::vector<std::string> commitBehindHolder(Store& store, BatchRecorder& recorder,
+                                            const std::vector<Change>& followers) {
+    std::atomic<bool> holderQueuedAll{false};
+    std::atomic<bool> holding{false};
+    std::thread holder([&] {
+        store.commit(claimWithAudit("holder", 1, "uid-holder"), [&](const ChangeOutcome& outcome) {
+            // Inside the holder's transaction: the followers queue up meanwhile.
+            holding = true;
+            holderQueuedAll = recorder.awaitQueued(followers.size());
+            return verdictOf(outcome);
+        });
+    });
+    while (!holding) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    std::vector<std::string> results(followers.size());
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < followers.size(); ++i) {
+        threads.emplace_back([&, i] {
+            try {
+                results[i] = store.commit(followers[i], &verdictOf).applied ? "applied" : "refused";
+            } catch (const CommitError& e) {
+                results[i] = e.what();
+            }
+        });
+    }
+    holder.join();
+    for (std::thread& thread : threads) {
+        thread.join();
+    }
+    REQUIRE(holderQueuedAll);
+    return results;
+}
+
+}  // namespace
+
+STORE_TEST("changes that arrive during a commit are committed together in the next batch",
+           "[store][groupcommit]") {
+    const auto store = backend.open();
+    BatchRecorder recorder;
+    store->setCommitObserver(&recorder);
+    constexpr int Followers = 12;
+    REQUIRE(store->addUser(newUser("holder"), T0, false));
+    std::vector<Change> followers;
+    for (int i = 0; i < Followers; ++i) {
+        const std::string user = "user" + std::to_string(i);
+        REQUIRE(store->addUser(newUser(user), T0, false));
+        followers.push_back(claimWithAudit(user, 100, "uid-" + user));
+    }
+    // Two claims of one step by one user in the same batch: exactly one applies.
+    followers.push_back(claimWithAudit("user0", 100, "uid-user0-again"));
+
+    const std::vector<std::string> results = commitBehindHolder(*store, recorder, followers);
+    CHECK(std::count(results.begin(), results.end(), "applied") == Followers);
+    CHECK(std::count(results.begin(), results.end(), "refused") == 1);
+    const auto batches = recorder.batches();
+    REQUIRE(batches.size() == 2);
+    CHECK(batches[0].changes == 1);
+    CHECK(batches[1].changes == followers.size());
+    CHECK(batches[0].committed);
+    CHECK(batches[1].committed);
+    store->setCommitObserver(nullptr);
+
+    // Each audit row says what its own change did, committed with it.
+    for (int i = 0; i < Followers; ++i) {
+        CHECK(store->findUser("user" + std::to_string(i))->lastStep == 100);
+    }
+    CHECK(backend.queryInt("SELECT COUNT(*) FROM audit_events WHERE decision = 'allow' AND "
+                           "reason = 'verified'") == Followers + 1);
+    CHECK(backend.queryInt("SELECT COUNT(*) FROM audit_events WHERE decision = 'deny' AND "
+                           "reason = 'replayed' AND username = 'user0'") == 1);
+}
+
+STORE_TEST("a batch whose commit fails refuses every member and records none of it",
+           "[store][groupcommit]") {
+    const auto store = backend.open();
+    BatchRecorder recorder;
+    store->setCommitObserver(&recorder);
+    // An audit row with uid "poison" makes the COMMIT itself fail: a constraint checked only
+    // when the transaction commits (a deferred foreign key in SQLite, a deferred constraint
+    // trigger in PostgreSQL), as a disk that fills up at the commit would.
+    if (backend.name() == "sqlite") {
+        backend.exec(
+            "CREATE TABLE poison_target (id INTEGER PRIMARY KEY);"
+            "CREATE TABLE poison (ref INTEGER REFERENCES poison_target (id) "
+            "DEFERRABLE INITIALLY DEFERRED);"
+            "CREATE TRIGGER poison_audit AFTER INSERT ON audit_events WHEN NEW.uid = 'poison' "
+            "BEGIN INSERT INTO poison (ref) VALUES (1); END;");
+    } else {
+        backend.exec(
+            "CREATE FUNCTION poison_check() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'poisoned batch'; END $$;"
+            "CREATE CONSTRAINT TRIGGER poison_audit AFTER INSERT ON audit_events "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.uid = 'poison') "
+            "EXECUTE FUNCTION poison_check();");
+    }
+    REQUIRE(store->addUser(newUser("holder"), T0, false));
+    constexpr int Followers = 8;
+    std::vector<Change> followers;
+    for (int i = 0; i < Followers; ++i) {
+        const std::string user = "user" + std::to_string(i);
+        REQUIRE(store->addUser(newUser(user), T0, false));
+        followers.push_back(claimWithAudit(user, 100, i == Followers / 2 ? "poison" : "uid-" + user));
+    }
+    Change failure;
+    failure.kind = Change::Kind::RecordFailure;
+    failure.username = "user1";
+    failure.now = T0;
+    failure.audit = auditEvent("user1", T0, "deny");
+    followers.push_back(failure);
+
+    const std::vector<std::string> results = commitBehindHolder(*store, recorder, followers);
+    for (const std::string& result : results) {
+        CHECK_THAT(result, Catch::StartsWith("cannot commit a batch of " +
+                                             std::to_string(followers.size()) +
+                                             " changes in database '" + backend.description() +
+                                             "': "));
+    }
+    const auto batches = recorder.batches();
+    REQUIRE(batches.size() == 2);
+    CHECK(batches[0].committed);
+    CHECK_FALSE(batches[1].committed);
+    CHECK(batches[1].changes == followers.size());
+    store->setCommitObserver(nullptr);
+
+    // None of it happened: no step, no counted failure, no audit row but the holder's.
+    for (int i = 0; i < Followers; ++i) {
+        CHECK_FALSE(store->findUser("user" + std::to_string(i))->lastStep);
+    }
+    CHECK(store->findUser("user1")->failures == 0);
+    CHECK(backend.queryInt("SELECT COUNT(*) FROM audit_events") == 1);
+    CHECK(store->findUser("holder")->lastStep == 1);
+    // The store goes on: the same claim, sent again without the poison, is accepted.
+    CHECK(store->commit(claimWithAudit("user0", 100, "uid-retry"), &verdictOf).applied);
 }
