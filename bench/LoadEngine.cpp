@@ -433,14 +433,15 @@ private:
     void judge(const Connection& c, int status, std::string_view body, TimePoint now) {
         const Request& request = *c.request;
         const bool counted = now >= measureStart_ && now < end_;
-        const Answer answer = status != 200   ? Answer{}
-                              : options_.peer ? readPeerAnswer(body)
-                                              : readAnswer(body);
-        const std::string key = status != 200 ? "http/" + std::to_string(status)
+        const bool plain = request.expectedBody.has_value();
+        const Answer answer = status != 200 || plain ? Answer{}
+                              : options_.peer        ? readPeerAnswer(body)
+                                                     : readAnswer(body);
+        const std::string key = status != 200 || plain ? "http/" + std::to_string(status)
                                 : answer.parsed
                                     ? (answer.allowed ? "allow/" : "deny/") + answer.reason
                                     : "unparsed";
-        bool expected = false;
+        bool expected = plain && status == 200 && body == *request.expectedBody;
         for (const Expected& e : request.expected) {
             // The peer names no reason for an allow.
             expected = expected ||

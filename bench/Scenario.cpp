@@ -39,7 +39,7 @@ std::optional<ScenarioKind> parseScenario(std::string_view name) {
     for (const ScenarioKind kind : {ScenarioKind::Exempt, ScenarioKind::WrongCode,
                                     ScenarioKind::Valid, ScenarioKind::Replay,
                                     ScenarioKind::Mutate, ScenarioKind::Locked,
-                                    ScenarioKind::Recheck}) {
+                                    ScenarioKind::Recheck, ScenarioKind::Healthz}) {
         if (name == toString(kind)) {
             return kind;
         }
@@ -56,6 +56,7 @@ std::string_view toString(ScenarioKind kind) {
     case ScenarioKind::Mutate: return "mutate";
     case ScenarioKind::Locked: return "locked";
     case ScenarioKind::Recheck: return "recheck";
+    case ScenarioKind::Healthz: return "healthz";
     }
     return "?";
 }
@@ -152,8 +153,9 @@ Scenario::Scenario(ScenarioOptions options, std::string_view bodyTemplate,
                                      std::string(Placeholders[i].first));
         }
     }
-    const bool needsUsers =
-        options_.kind != ScenarioKind::Exempt && options_.kind != ScenarioKind::Recheck;
+    const bool needsUsers = options_.kind != ScenarioKind::Exempt &&
+                            options_.kind != ScenarioKind::Recheck &&
+                            options_.kind != ScenarioKind::Healthz;
     if (needsUsers && users_.size() <= options_.userOffset) {
         throw std::runtime_error("scenario " + std::string(toString(options_.kind)) +
                                  " needs enrolled users (--users) beyond --user-offset");
@@ -218,6 +220,13 @@ std::string Scenario::wrongCode(const BenchUser& user) const {
 std::optional<Request> Scenario::next() {
     const core::TotpParams params;
     switch (options_.kind) {
+    case ScenarioKind::Healthz: {
+        Request r;
+        r.bytes = "GET /healthz HTTP/1.1\r\nHost: " + options_.hostHeader +
+                  "\r\nUser-Agent: kube-probe/1.28\r\nAccept: */*\r\n\r\n";
+        r.expectedBody = "ok\n";
+        return r;
+    }
     case ScenarioKind::Exempt: {
         Request r = request(std::string(ExemptUser), "000000");
         r.expected = {{true, "exempt"}};

@@ -23,9 +23,11 @@ enum class ScenarioKind {
     Mutate,     ///< Valid on /mutate: allowed with the strip patch
     Locked,     ///< one user's wrong codes: a few wrong_code, then locked_out (brute force)
     Recheck,    ///< each "user,code" of --codes once: every one must be refused (after a crash)
+    Healthz,    ///< GET /healthz: the floor of the HTTP/TLS handling, no review at all
 };
 
-/// "exempt", "wrong", "valid", "replay", "mutate", "locked", "recheck"; nullopt otherwise.
+/// "exempt", "wrong", "valid", "replay", "mutate", "locked", "recheck", "healthz"; nullopt
+/// otherwise.
 std::optional<ScenarioKind> parseScenario(std::string_view name);
 std::string_view toString(ScenarioKind kind);
 
@@ -68,6 +70,8 @@ struct Request {
     std::string code;
     std::vector<Expected> expected;  ///< any of these is as expected
     bool expectPatch = false;        ///< an allow must carry a JSONPatch
+    /// Set: the answer must be a 200 with exactly this body (no review to read).
+    std::optional<std::string> expectedBody;
 };
 
 struct ScenarioOptions {

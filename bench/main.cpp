@@ -4,6 +4,7 @@
 //   startup --log FILE [--cpu N] -- SERVER ARGS    exec to first 200 on /readyz, server kept
 //   store   --db FILE|postgresql://... [--op valid|wrong|replay] [--max-batch N] [--sync ...]
 //           the store's writes of one decision, without HTTP
+//   idle    --port P --ca FILE --connections N ...  idle keep-alive connections: RSS, latency
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <openssl/ssl.h>
@@ -32,6 +33,7 @@
 #include "StoreBench.hpp"
 #include "core/Base32.hpp"
 #include "core/Secret.hpp"
+#include "integration/TlsClients.hpp"
 
 namespace {
 
@@ -158,7 +160,7 @@ int cmdRun(const Args& args) {
     const auto kind = bench::parseScenario(args.need("scenario"));
     if (!kind) {
         throw std::runtime_error("unknown --scenario " + args.need("scenario") +
-                                 " (exempt, wrong, valid, replay, mutate, locked, recheck)");
+                                 " (exempt, wrong, valid, replay, mutate, locked, recheck, healthz)");
     }
     bench::EngineOptions engine;
     engine.host = args.get("host", "127.0.0.1");
@@ -367,6 +369,78 @@ int cmdStartup(const Args& args) {
     return ExitOk;
 }
 
+/// idle --port P --ca FILE --connections N [--server-pid PID] [--rounds R] [--hold S]
+/// Warms the server with one answered connection and notes its RSS, opens N keep-alive
+/// connections that each get one answer and then stay idle (as the API server leaves them),
+/// notes the RSS again, then R times times a new connection (handshake and /healthz) and a
+/// request on the oldest idle one. Exit 2 when a connection could not be opened or answered.
+int cmdIdle(const Args& args) {
+    using test::TlsClients;
+    const auto count = static_cast<std::size_t>(args.number("connections", 2000));
+    const long rounds = args.number("rounds", 5);
+    const long serverPid = args.number("server-pid", 0);
+    test::ensureFileLimit(static_cast<rlim_t>(count) + 256);
+    TlsClients clients(args.need("ca"), static_cast<std::uint16_t>(args.number("port", 0)));
+    const std::string healthz = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    const auto ok = [](const std::vector<TlsClients::Answer>& answers) {
+        return std::all_of(answers.begin(), answers.end(),
+                           [](const TlsClients::Answer& a) { return a.status == 200; });
+    };
+    const auto range = [](std::size_t first, std::size_t last) {
+        std::vector<std::size_t> indices;
+        for (std::size_t i = first; i < last; ++i) {
+            indices.push_back(i);
+        }
+        return indices;
+    };
+    if (clients.open(1, std::chrono::seconds(10)) != 1 ||
+        !ok(clients.exchange({0}, healthz, std::chrono::seconds(10)))) {
+        throw std::runtime_error("the server did not answer a first connection");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    const long before = serverPid > 0 ? processStatusKb(serverPid, "VmRSS") : -1;
+    const auto start = SteadyClock::now();
+    const std::size_t opened = clients.open(count, std::chrono::seconds(120));
+    const auto answered = clients.exchange(range(1, clients.size()), healthz,
+                                           std::chrono::seconds(60));
+    const double setupSeconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    const long after = serverPid > 0 ? processStatusKb(serverPid, "VmRSS") : -1;
+
+    std::vector<double> fresh;
+    std::vector<double> oldest;
+    bool allAnswered = opened == count && ok(answered);
+    for (long round = 0; round < rounds; ++round) {
+        const auto t0 = SteadyClock::now();
+        const bool up = clients.open(1, std::chrono::seconds(5)) == 1;
+        const auto answer = clients.exchange({clients.size() - 1}, healthz, std::chrono::seconds(5));
+        fresh.push_back(std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count());
+        const auto old = clients.exchange({static_cast<std::size_t>(round) + 1}, healthz,
+                                          std::chrono::seconds(5));
+        oldest.push_back(std::chrono::duration<double, std::milli>(old.front().took).count());
+        allAnswered = allAnswered && up && ok(answer) && ok(old);
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    const auto maxOf = [](const std::vector<double>& v) {
+        return v.empty() ? 0.0 : *std::max_element(v.begin(), v.end());
+    };
+    std::this_thread::sleep_for(std::chrono::seconds(args.number("hold", 0)));
+    std::ostringstream line;
+    line.setf(std::ios::fixed);
+    line.precision(2);
+    line << "idle_connections=" << count << " opened=" << opened << " setup_s=" << setupSeconds
+         << " new_max_ms=" << maxOf(fresh) << " oldest_max_ms=" << maxOf(oldest);
+    if (serverPid > 0) {
+        line << " server_rss_before_kb=" << before << " server_rss_after_kb=" << after
+             << " per_idle_kb="
+             << static_cast<double>(after - before) / static_cast<double>(count)
+             << " server_threads=" << processStatusKb(serverPid, "Threads");
+    }
+    line << " all_answered=" << (allAnswered ? 1 : 0);
+    std::cout << line.str() << std::endl;
+    return allAnswered ? ExitOk : ExitUnexpected;
+}
+
 int cmdStore(const Args& args) {
     bench::StoreBenchOptions options;
     options.db = args.need("db");
@@ -393,7 +467,8 @@ int cmdStore(const Args& args) {
 
 int main(int argc, char** argv) {
     const std::string usage =
-        "usage: twostep-loadgen users|run|startup|store --name value ... (see docs/benchmarks.md)";
+        "usage: twostep-loadgen users|run|startup|store|idle --name value ... (see "
+        "docs/benchmarks.md)";
     if (argc < 2) {
         std::cerr << usage << std::endl;
         return ExitError;
@@ -413,6 +488,9 @@ int main(int argc, char** argv) {
         }
         if (command == "store") {
             return cmdStore(args);
+        }
+        if (command == "idle") {
+            return cmdIdle(args);
         }
         std::cerr << usage << std::endl;
         return ExitError;

@@ -689,7 +689,7 @@ bool globMatch(std::string_view pattern, std::string_view text) {
 Reviewer::Reviewer(Store& store, const Sealer& sealer, const Clock& clock, PolicyConfig config)
     : store_(store), sealer_(sealer), clock_(clock), config_(std::move(config)) {}
 
-Decision Reviewer::decide(const ReviewRequest& request, Endpoint endpoint) const {
+std::optional<Decision> Reviewer::decideWithoutStore(const ReviewRequest& request) const {
     const auto matches = [](const std::vector<std::string>& patterns, std::string_view text) {
         return std::any_of(patterns.begin(), patterns.end(),
                            [text](const std::string& pattern) { return globMatch(pattern, text); });
@@ -709,6 +709,14 @@ Decision Reviewer::decide(const ReviewRequest& request, Endpoint endpoint) const
         return allow(Reason::DryRun,
                      {"dry run: twostep checked no code; the real request will need one"});
     }
+    return std::nullopt;
+}
+
+Decision Reviewer::decide(const ReviewRequest& request, Endpoint endpoint) const {
+    if (std::optional<Decision> decision = decideWithoutStore(request)) {
+        return std::move(*decision);
+    }
+    const Scope scope = scopeOf(request, config_);
     Verification verification(store_, sealer_, config_, request, clock_.now());
     if (scope == Scope::EnrollBegin || scope == Scope::EnrollConfirm) {
         return verification.enroll(scope == Scope::EnrollConfirm, endpoint);
@@ -717,6 +725,15 @@ Decision Reviewer::decide(const ReviewRequest& request, Endpoint endpoint) const
 }
 
 ReviewOutcome Reviewer::review(std::string_view body, Endpoint endpoint) const noexcept {
+    std::variant<ReviewOutcome, ReviewRequest> started = start(body, endpoint);
+    if (auto* done = std::get_if<ReviewOutcome>(&started)) {
+        return std::move(*done);
+    }
+    return finish(std::get<ReviewRequest>(started), endpoint);
+}
+
+std::variant<ReviewOutcome, ReviewRequest> Reviewer::start(std::string_view body,
+                                                           Endpoint endpoint) const noexcept {
     try {
         auto parsed = parseReview(body, config_.fields);
         if (const auto* error = std::get_if<ParseError>(&parsed)) {
@@ -725,22 +742,36 @@ ReviewOutcome Reviewer::review(std::string_view body, Endpoint endpoint) const n
             outcome.body = "bad request: " + error->reason;
             return outcome;
         }
-        return respond(std::get<ReviewRequest>(parsed), endpoint);
+        auto& request = std::get<ReviewRequest>(parsed);
+        if (std::optional<Decision> decision = decideWithoutStore(request)) {
+            return respond(request, endpoint, std::move(decision));
+        }
+        return std::move(request);
     } catch (...) {
         // Only allocation can fail out here; the API server applies its failurePolicy to a 500.
         return failedOutcome(std::current_exception());
     }
 }
 
-ReviewOutcome Reviewer::respond(const ReviewRequest& request, Endpoint endpoint) const {
+ReviewOutcome Reviewer::finish(const ReviewRequest& request, Endpoint endpoint) const noexcept {
+    try {
+        return respond(request, endpoint);
+    } catch (...) {
+        return failedOutcome(std::current_exception());
+    }
+}
+
+ReviewOutcome Reviewer::respond(const ReviewRequest& request, Endpoint endpoint,
+                                std::optional<Decision> known) const {
     ReviewOutcome outcome;
     Decision decision;
     std::optional<JsonPatch> patch;
     try {
         // decide() records every decision it makes through Verification, together with its state
-        // change; the routine ones (exempt, not protected, dry run) are not audited (design §3.9;
-        // the webhooks declare sideEffects NoneOnDryRun), though they still get a log line.
-        decision = decide(request, endpoint);
+        // change; the routine ones (exempt, not protected, dry run, which decideWithoutStore
+        // answers) are not audited (design §3.9; the webhooks declare sideEffects NoneOnDryRun),
+        // though they still get a log line.
+        decision = known ? std::move(*known) : decide(request, endpoint);
         if (endpoint == Endpoint::Mutate && decision.allowed) {
             patch = decision.answer ? buildAnswerPatch(*decision.answer)
                                     : buildStripPatch(request, config_.fields);

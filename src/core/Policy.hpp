@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "core/AdmissionReview.hpp"
@@ -74,17 +75,30 @@ public:
     Reviewer(Store& store, const Sealer& sealer, const Clock& clock, PolicyConfig config);
 
     /// Never throws: a store or key failure becomes a deny with reason internal_error (fail
-    /// closed), with the uid echoed when it was read.
+    /// closed), with the uid echoed when it was read. start() then finish().
     ReviewOutcome review(std::string_view body, Endpoint endpoint) const noexcept;
+
+    /// The part of review() that never touches the store: parses `body` and answers a malformed
+    /// body, an exempt user, an unprotected request or a dry run at once; any other request is
+    /// returned parsed, for finish() (which may block on the store, so servers run it on a
+    /// worker thread). Never throws.
+    std::variant<ReviewOutcome, ReviewRequest> start(std::string_view body,
+                                                     Endpoint endpoint) const noexcept;
+    /// The rest of review() for a request start() returned. Never throws (as review()).
+    ReviewOutcome finish(const ReviewRequest& request, Endpoint endpoint) const noexcept;
 
     /// The decision for a parsed request (exposed for tests). May throw StoreError/KeyError.
     /// `endpoint` matters only to self-enrolment, which /validate cannot answer.
     Decision decide(const ReviewRequest& request, Endpoint endpoint = Endpoint::Mutate) const;
+    /// The decision when it needs no store (exempt, not protected, dry run), else nullopt.
+    std::optional<Decision> decideWithoutStore(const ReviewRequest& request) const;
 
     const PolicyConfig& config() const { return config_; }
 
 private:
-    ReviewOutcome respond(const ReviewRequest& request, Endpoint endpoint) const;
+    /// `known`: the decision when decideWithoutStore() already made it.
+    ReviewOutcome respond(const ReviewRequest& request, Endpoint endpoint,
+                          std::optional<Decision> known = std::nullopt) const;
 
     Store& store_;
     const Sealer& sealer_;

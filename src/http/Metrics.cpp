@@ -60,6 +60,22 @@ Metrics::Metrics(std::string_view version) : registry_(std::make_shared<promethe
                     .Help("Connections cut for not sending their request headers in time.")
                     .Register(*registry_);
     connectionsCut_ = &cut.Add({});
+    connectionsRefused_ = &prometheus::BuildCounter()
+                               .Name("twostep_connections_refused_total")
+                               .Help("Connections closed at accept: --max-connections were "
+                                     "open, or no file descriptor was left.")
+                               .Register(*registry_)
+                               .Add({});
+    connectionsOpen_ = &prometheus::BuildGauge()
+                            .Name("twostep_connections_open")
+                            .Help("Client connections open now.")
+                            .Register(*registry_)
+                            .Add({});
+    connectionsIdle_ = &prometheus::BuildGauge()
+                            .Name("twostep_connections_idle")
+                            .Help("Open keep-alive connections waiting for their next request.")
+                            .Register(*registry_)
+                            .Add({});
 
     // Batch sizes from 1 (a lone change: no wait) to the default bound of 64 and beyond.
     batchSizes_ = &prometheus::BuildHistogram()
@@ -126,6 +142,22 @@ void Metrics::countCertificateReload(ReloadResult result) {
 
 void Metrics::countConnectionCut() {
     connectionsCut_->Increment();
+}
+
+void Metrics::countConnectionRefused() {
+    connectionsRefused_->Increment();
+}
+
+void Metrics::connectionOpened() {
+    connectionsOpen_->Increment();
+}
+
+void Metrics::connectionClosed() {
+    connectionsOpen_->Decrement();
+}
+
+void Metrics::connectionsIdle(int delta) {
+    connectionsIdle_->Increment(delta);
 }
 
 void Metrics::changeQueued(std::size_t) noexcept {}

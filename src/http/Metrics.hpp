@@ -1,4 +1,4 @@
-/// Prometheus metrics of the webhook (prometheus-cpp registry, text exposition served by POCO on
+/// Prometheus metrics of the webhook (prometheus-cpp registry, text exposition served on
 /// GET /metrics). Label values come only from fixed sets, never from request data.
 #pragma once
 
@@ -40,8 +40,14 @@ public:
     /// Counts an answer other than 200 (codes outside the known set count as "other").
     void countHttpStatus(int status);
     void countCertificateReload(ReloadResult result);
-    /// Counts a connection the watchdog cut for sending its request headers too slowly.
+    /// Counts a connection cut for not sending complete request headers in time.
     void countConnectionCut();
+    /// Counts a connection closed at accept (--max-connections reached, no descriptor left).
+    void countConnectionRefused();
+    /// The open and idle connection gauges.
+    void connectionOpened();
+    void connectionClosed();
+    void connectionsIdle(int delta);
 
     /// Nothing: the queue's length shows in the batch sizes.
     void changeQueued(std::size_t queued) noexcept override;
@@ -57,7 +63,8 @@ public:
 private:
     static constexpr std::size_t EndpointCount = 2;
     static constexpr std::size_t ReasonCount = static_cast<std::size_t>(core::Reason::InternalError) + 1;
-    static constexpr std::array<int, 9> KnownStatuses{400, 403, 404, 405, 408, 411, 413, 500, 503};
+    static constexpr std::array<int, 11> KnownStatuses{400, 403, 404, 405, 408, 411,
+                                                       413, 431, 500, 503, 505};
 
     std::shared_ptr<prometheus::Registry> registry_;
     /// [endpoint][allowed][reason]
@@ -69,6 +76,9 @@ private:
     std::array<prometheus::Gauge*, 3> enrolled_{};  ///< pending, active, disabled
     prometheus::Gauge* locked_ = nullptr;
     prometheus::Counter* connectionsCut_ = nullptr;
+    prometheus::Counter* connectionsRefused_ = nullptr;
+    prometheus::Gauge* connectionsOpen_ = nullptr;
+    prometheus::Gauge* connectionsIdle_ = nullptr;
     prometheus::Histogram* batchSizes_ = nullptr;
     prometheus::Counter* failedBatches_ = nullptr;
 };

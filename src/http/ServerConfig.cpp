@@ -54,11 +54,12 @@ constexpr std::array Flags{
     FlagSpec{"log-format", "json|text", "format of the log lines on stdout (default json)"},
     FlagSpec{"log-level", "debug|info|warn|error", "least severe log lines written (default info; exempt, not_protected and dry_run decisions are debug)"},
     FlagSpec{"max-body", "SIZE", "largest request body, e.g. 3MiB (default 3MiB)"},
-    FlagSpec{"threads", "N", "worker threads, one per open connection (default 32)"},
-    FlagSpec{"queue", "N", "connections waiting for a worker before new ones are refused (default 64)"},
+    FlagSpec{"threads", "N", "worker threads for the work that uses the database: reviews that need the store, /readyz, /metrics (default 32); connections never take one"},
+    FlagSpec{"event-loops", "N", "threads that serve connections: TLS, HTTP, keep-alive and decisions without the database (default: one per CPU the process may use)"},
+    FlagSpec{"max-connections", "N", "open connections at most; a new one beyond is closed at once, logged and counted (default 10000)"},
     FlagSpec{"idle-timeout", "DURATION", "close keep-alive connections idle this long (default 60s)"},
-    FlagSpec{"read-timeout", "DURATION", "limit for each read and for a whole request body (default 10s)"},
-    FlagSpec{"header-timeout", "DURATION", "limit for a connection's TLS handshake and request headers, and for the next request's headers after --idle-timeout (default 10s)"},
+    FlagSpec{"read-timeout", "DURATION", "limit for a whole request body, for silence before a request's headers are complete, and for a client to take its answer (default 10s)"},
+    FlagSpec{"header-timeout", "DURATION", "limit for a connection's TLS handshake and first request headers, and for each later request's headers from its first byte (default 10s)"},
     FlagSpec{"cert-reload-interval", "DURATION", "how often to check the certificate files for changes (default 10s)"},
 };
 
@@ -498,8 +499,11 @@ ServerConfig ServerConfig::from(const Poco::Util::AbstractConfiguration& config)
     if (auto v = in.get("threads")) {
         out.threads = intIn(*v, 1, 1024);
     }
-    if (auto v = in.get("queue")) {
-        out.queue = intIn(*v, 0, 65535);
+    if (auto v = in.get("event-loops")) {
+        out.eventLoops = intIn(*v, 1, 256);
+    }
+    if (auto v = in.get("max-connections")) {
+        out.maxConnections = intIn(*v, 1, 1'000'000);
     }
     if (auto v = in.get("idle-timeout")) {
         out.idleTimeout = durationIn(*v, 1s, 1h);

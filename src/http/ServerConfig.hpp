@@ -48,8 +48,9 @@ struct ServerConfig {
     LogFormat logFormat = LogFormat::Json;
     LogLevel logLevel = LogLevel::Info;
     std::size_t maxBody = 3 * 1024 * 1024;
-    int threads = 32;
-    int queue = 64;
+    int threads = 32;         ///< workers for database work
+    int eventLoops = 0;       ///< 0: one per CPU in the process's affinity mask
+    int maxConnections = 10'000;
     std::chrono::milliseconds idleTimeout{60'000};
     std::chrono::milliseconds readTimeout{10'000};
     std::chrono::milliseconds headerTimeout{10'000};

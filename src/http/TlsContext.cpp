@@ -1,9 +1,6 @@
 #include "http/TlsContext.hpp"
 
 #include <Poco/Exception.h>
-#include <Poco/Net/HTTPServerRequestImpl.h>
-#include <Poco/Net/SecureStreamSocket.h>
-#include <Poco/Net/Session.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/err.h>
@@ -138,8 +135,7 @@ int verifiedSlot() {
 constexpr char VerifiedMark = 'v';
 
 /// At the end of each handshake, records on the session whether the client presented a
-/// certificate and it verified. POCO 1.11 does not expose a connection's SSL*, but it does
-/// expose its SSL_SESSION, where the request handler reads this mark.
+/// certificate and it verified; a resumed session keeps the mark of the handshake that made it.
 void markVerifiedSession(const SSL* ssl, int where, int /*ret*/) {
     // A resumed session keeps the mark of the full handshake that made it, and may be shared
     // with other connections: it is never written here.
@@ -171,23 +167,11 @@ void checkClientCa(const std::string& path) {
 
 }  // namespace
 
-bool hasVerifiedClientCertificate(Poco::Net::HTTPServerRequest& request) noexcept {
-    try {
-        auto* impl = dynamic_cast<Poco::Net::HTTPServerRequestImpl*>(&request);
-        if (impl == nullptr || !impl->secure()) {
-            return false;
-        }
-        Poco::Net::SecureStreamSocket socket(impl->socket());  // shares the connection's impl
-        if (!socket.havePeerCertificate()) {
-            return false;
-        }
-        const Poco::Net::Session::Ptr session = socket.currentSession();
-        const int slot = verifiedSlot();
-        return session && session->sslSession() != nullptr && slot >= 0 &&
-               SSL_SESSION_get_ex_data(session->sslSession(), slot) == &VerifiedMark;
-    } catch (...) {
-        return false;  // not a TLS socket, or it failed: not verified
-    }
+bool hasVerifiedClientCertificate(const SSL* ssl) noexcept {
+    const SSL_SESSION* session = ssl != nullptr ? SSL_get_session(ssl) : nullptr;
+    const int slot = verifiedSlot();
+    return session != nullptr && slot >= 0 &&
+           SSL_SESSION_get_ex_data(session, slot) == &VerifiedMark;
 }
 
 void OpenSslDeleter::operator()(X509* p) const noexcept { X509_free(p); }

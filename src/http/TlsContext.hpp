@@ -19,10 +19,6 @@
 
 #include "http/Metrics.hpp"
 
-namespace Poco::Net {
-class HTTPServerRequest;
-}
-
 namespace twostep::http {
 
 /// Owners of the OpenSSL objects, released with their own free functions.
@@ -53,9 +49,9 @@ std::shared_ptr<const CertifiedKey> parseCertifiedKey(const std::string& certPem
                                                       const std::string& certFile,
                                                       const std::string& keyFile);
 
-/// Whether the connection `request` arrived on presented a client certificate that verified
-/// against the TlsContext's client CA (false without a client CA, a certificate, or TLS).
-bool hasVerifiedClientCertificate(Poco::Net::HTTPServerRequest& request) noexcept;
+/// Whether the client of the connection `ssl` presented a certificate that verified against the
+/// TlsContext's client CA (false without a client CA, a certificate, or a finished handshake).
+bool hasVerifiedClientCertificate(const SSL* ssl) noexcept;
 
 struct TlsSettings {
     std::string certFile;

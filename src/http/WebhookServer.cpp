@@ -1,11 +1,10 @@
 #include "http/WebhookServer.hpp"
 
 #include <Poco/Exception.h>
-#include <Poco/Net/HTTPServerParams.h>
 #include <Poco/Net/NetSSL.h>
-#include <Poco/Net/SecureServerSocket.h>
+#include <Poco/Net/ServerSocket.h>
 #include <Poco/Net/SocketAddress.h>
-#include <Poco/ThreadPool.h>
+#include <sys/resource.h>
 #include <Poco/Util/HelpFormatter.h>
 #include <Poco/Util/Option.h>
 #include <Poco/Util/OptionCallback.h>
@@ -29,11 +28,10 @@
 #include "core/MasterKey.hpp"
 #include "core/Policy.hpp"
 #include "core/Store.hpp"
-#include "http/ConnectionWatchdog.hpp"
-#include "http/HandlerFactory.hpp"
 #include "http/HttpServer.hpp"
 #include "http/Log.hpp"
 #include "http/Metrics.hpp"
+#include "http/Router.hpp"
 #include "http/TlsContext.hpp"
 
 #ifndef TWOSTEP_VERSION
@@ -70,13 +68,8 @@ void blockTerminationSignals() {
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 }
 
-Poco::Timespan timespanOf(std::chrono::milliseconds d) {
-    return Poco::Timespan(static_cast<Poco::Timespan::TimeDiff>(d.count()) * 1000);
-}
-
-/// Ends the process if a graceful stop outlasts `limit`: POCO waits for the request each
-/// connection is reading; the watchdog bounds request headers by --header-timeout, and this
-/// bounds the whole stop in case that is set longer than the stop may take.
+/// Ends the process if a graceful stop outlasts `limit`: the stop waits for the request each
+/// connection is in the middle of, and this bounds it against clients that stall on purpose.
 class StopDeadline {
 public:
     StopDeadline(std::chrono::milliseconds limit, Log& log)
@@ -105,6 +98,38 @@ private:
     bool done_ = false;
     std::thread thread_;  // last: starts after the members it uses exist
 };
+
+/// Raises the soft limit on open files to the hard limit: each connection is a descriptor, and
+/// the default soft limit (often 1024) would refuse connections long before --max-connections.
+void raiseFileLimit(Log& log, std::size_t maxConnections) {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+        return;
+    }
+    const rlim_t before = limit.rlim_cur;
+    if (limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+            limit.rlim_cur = before;
+        }
+    }
+    // Descriptors besides the connections: the listening socket, the database, the loops'
+    // epoll and wake-up sockets, the certificate files while reloading, the log.
+    constexpr rlim_t Reserve = 64;
+    const bool enough = limit.rlim_cur == RLIM_INFINITY ||
+                        limit.rlim_cur >= static_cast<rlim_t>(maxConnections) + Reserve;
+    const std::initializer_list<LogField> fields{
+        {"before", static_cast<std::int64_t>(before)},
+        {"now", static_cast<std::int64_t>(limit.rlim_cur)},
+        {"max_connections", static_cast<std::int64_t>(maxConnections)}};
+    if (!enough) {
+        log.warn("the open file limit is below --max-connections: connections beyond it are "
+                 "refused early (raise the hard limit, see docs/operations.md)",
+                 fields);
+    } else if (limit.rlim_cur != before) {
+        log.info("open file limit raised to the hard limit", fields);
+    }
+}
 
 /// Initialises POCO's SSL library for the lifetime of the object.
 struct SslLibrary {
@@ -266,10 +291,11 @@ int WebhookServer::main(const ArgVec& args) {
                                   log,
                                   [&tls] { return tls->hasCertificate(); },
                                   config_.maxBody,
-                                  config_.readTimeout,
                                   !config_.clientCa.empty()};
 
-    Poco::Net::SecureServerSocket socket(tls->context());
+    raiseFileLimit(log, static_cast<std::size_t>(config_.maxConnections));
+
+    Poco::Net::ServerSocket socket;
     const std::string wanted = config_.listen.host + ":" + std::to_string(config_.listen.port);
     try {
         const Poco::Net::SocketAddress address(config_.listen.host, config_.listen.port);
@@ -279,49 +305,43 @@ int WebhookServer::main(const ArgVec& args) {
         } else {
             socket.bind(address, true, false);
         }
-        socket.listen(128);
+        socket.listen(1024);
     } catch (const Poco::Exception& e) {
         complain("cannot listen on " + wanted + ": " + lowercaseFirst(e.displayText()));
         return EXIT_CONFIG;
     }
 
-    // POCO holds one worker thread per open connection (keep-alive included) for as long as it
-    // stays open: --threads bounds concurrent connections, --queue the accepted ones waiting for
-    // a thread (more are closed), --idle-timeout frees threads held by idle keep-alive clients,
-    // and the watchdog those of clients that send their headers too slowly (--header-timeout;
-    // POCO's --read-timeout only bounds each read). Declared before the pool: it outlives every
-    // connection.
-    ConnectionWatchdog watchdog(
-        config_.headerTimeout, config_.idleTimeout, [&log, &metrics](const std::string& peer) {
-            metrics.countConnectionCut();
-            log.warn("connection cut: no complete request headers within the header timeout",
-                     {{"client", peer}});
-        });
-    Poco::Net::HTTPServerParams::Ptr params = new Poco::Net::HTTPServerParams;
-    params->setKeepAlive(true);
-    params->setMaxKeepAliveRequests(0);  // unlimited, like the API server's own clients expect
-    params->setKeepAliveTimeout(timespanOf(config_.idleTimeout));
-    params->setTimeout(timespanOf(config_.readTimeout));
-    params->setMaxThreads(config_.threads);
-    params->setMaxQueued(config_.queue);
-    params->setSoftwareVersion("");  // no Server header
-    Poco::ThreadPool pool("twostep-http", 2, config_.threads);
-    HttpServer server(new HandlerFactory(services), watchdog, pool, socket, params);
+    // Connections live on event loops and never wait for a thread; --threads workers run what
+    // may block on the database (docs/architecture.md, "Connections").
+    const Router router(services);
+    HttpServer::Settings settings;
+    settings.connection = ConnectionSettings{config_.headerTimeout, config_.readTimeout,
+                                             config_.idleTimeout, config_.maxBody,
+                                             32 * config_.maxBody};
+    settings.eventLoops = config_.eventLoops > 0 ? config_.eventLoops : availableCpus();
+    settings.workers = config_.threads;
+    settings.maxConnections = static_cast<std::size_t>(config_.maxConnections);
+    const std::string listening = socket.address().toString();
+    HttpServer server(router, metrics, log, tls->context(), socket, settings);
     server.start();
-    log.info("listening on " + socket.address().toString(),
-             {{"address", socket.address().toString()}});
+    log.info("listening on " + listening,
+             {{"address", listening},
+              {"event_loops", std::int64_t{settings.eventLoops}},
+              {"threads", std::int64_t{settings.workers}},
+              {"max_connections", std::int64_t{config_.maxConnections}}});
 
     waitForTerminationRequest();
 
-    log.info("stopping: finishing requests in flight");
+    log.info("stopping: finishing requests in flight",
+             {{"connections", static_cast<std::int64_t>(server.openConnections())}});
     {
-        // A request in flight needs at most about two read timeouts (headers, then the body's
-        // own deadline) plus its review; past that a client is stalling on purpose.
+        // A request in flight needs at most about two read timeouts (the rest of its head while
+        // the client keeps sending, then its body) plus its review; past that a client is
+        // stalling on purpose.
         const StopDeadline deadline(2 * config_.readTimeout + std::chrono::seconds(2), log);
-        // Closes the listening socket, lets each connection finish the request it is serving,
-        // then shuts idle keep-alive connections down.
-        server.stopAll(false);
-        pool.joinAll();
+        // Stops accepting, closes idle connections, answers the requests in flight (closing
+        // their connections after the answer), and returns once no connection is left.
+        server.stop();
     }
     log.info("stopped");
     return EXIT_OK;

@@ -18,6 +18,7 @@
 #include "core/RecoveryCodes.hpp"
 #include "core/SqliteStore.hpp"
 #include "core/Totp.hpp"
+#include "http/RequestParser.hpp"
 
 namespace twostep::fuzz {
 
@@ -300,11 +301,108 @@ void otpauthTarget(std::string_view input) {
           "a rebuilt URI carries another secret");
 }
 
+namespace {
+
+/// What a connection's byte stream parses into: each request, then the refusal (if any).
+struct Parsed {
+    std::string method, uri, version, body;
+    int refusal = 0;
+    bool operator==(const Parsed&) const = default;
+};
+
+constexpr std::size_t FuzzMaxBody = 4096;
+
+/// Feeds `stream` to one parser `piece` bytes at a time (0: at once), as a connection does:
+/// readBody() after each head, reset() after each request. A request still incomplete at the
+/// end is left out.
+std::vector<Parsed> parseStream(std::string_view stream, std::size_t piece) {
+    http::RequestParser parser(FuzzMaxBody);
+    std::vector<Parsed> out;
+    std::size_t offset = 0;
+    std::string_view pending;
+    for (;;) {
+        switch (parser.state()) {
+        case http::RequestParser::State::HeadDone: parser.readBody(); continue;
+        case http::RequestParser::State::Done: {
+            const auto& head = parser.head();
+            check(parser.body().size() <= FuzzMaxBody, "a body over the limit was accepted");
+            check(parser.framing() != http::BodyFraming::Length ||
+                      parser.body().size() == parser.contentLength(),
+                  "a body does not have its Content-Length");
+            check(head.getVersion() == "HTTP/1.1" || head.getVersion() == "HTTP/1.0",
+                  "a request with another HTTP version was accepted");
+            check(!head.getMethod().empty() &&
+                      head.getMethod().find_first_of(" \t\r\n") == std::string::npos,
+                  "an empty or spaced method was accepted");
+            out.push_back({head.getMethod(), head.getURI(), head.getVersion(), parser.body(), 0});
+            parser.reset();
+            continue;
+        }
+        case http::RequestParser::State::Failed: {
+            const http::Refusal& refusal = parser.refusal();
+            check(refusal.status == 400 || refusal.status == 413 || refusal.status == 431 ||
+                      refusal.status == 505,
+                  "a refusal with status " + std::to_string(refusal.status));
+            check(!refusal.reason.empty(), "a refusal without a reason");
+            Parsed failed;
+            failed.refusal = refusal.status;
+            out.push_back(std::move(failed));
+            return out;
+        }
+        case http::RequestParser::State::Head:
+        case http::RequestParser::State::Body: break;
+        }
+        if (pending.empty()) {
+            if (offset >= stream.size()) {
+                return out;
+            }
+            pending = stream.substr(offset, piece == 0 ? stream.size() : piece);
+            offset += pending.size();
+        }
+        const std::size_t used = parser.parse(pending);
+        check(used <= pending.size(), "the parser consumed more than it was given");
+        pending.remove_prefix(used);
+        const auto state = parser.state();
+        check(pending.empty() || (state != http::RequestParser::State::Head &&
+                                  state != http::RequestParser::State::Body),
+              "the parser stopped short while it still needed bytes");
+    }
+}
+
+}  // namespace
+
+void httpRequestTarget(std::string_view input) {
+    if (input.empty()) {
+        return;
+    }
+    // The first byte picks how the rest is cut into pieces, as the network may cut it.
+    const std::size_t piece = static_cast<std::size_t>(static_cast<unsigned char>(input[0])) % 13 + 1;
+    const std::string_view stream = input.substr(1);
+    const std::vector<Parsed> whole = parseStream(stream, 0);
+    check(parseStream(stream, piece) == whole, "pieces of " + std::to_string(piece) +
+                                                   " bytes parse differently from the whole");
+    check(parseStream(stream, 1) == whole, "single bytes parse differently from the whole");
+    // What was accepted means the same when written plainly: a request another parser in
+    // front of us would read as this one.
+    for (const Parsed& request : whole) {
+        if (request.refusal != 0) {
+            continue;
+        }
+        const std::string plain = request.method + " " + request.uri + " " + request.version +
+                                  "\r\nContent-Length: " + std::to_string(request.body.size()) +
+                                  "\r\n\r\n" + request.body;
+        const std::vector<Parsed> again = parseStream(plain, 0);
+        check(again.size() == 1 && again.front() == request,
+              "a parsed request written plainly parses differently");
+    }
+}
+
 std::span<const Target> targets() {
-    static constexpr std::array<Target, 4> All{{{"review", reviewTarget},
+    static constexpr std::array<Target, 5> All{{{"review", reviewTarget},
                                                 {"strip_patch", stripPatchTarget},
                                                 {"base32", base32Target},
-                                                {"otpauth", otpauthTarget}}};
+                                                {"otpauth", otpauthTarget},
+                                                {"http_request", httpRequestTarget}}};
     return All;
 }
 

@@ -37,13 +37,19 @@ void base32Target(std::string_view input);
 /// parseOtpauthUri, and a build/parse round trip of what it accepts. @throw FuzzFailure.
 void otpauthTarget(std::string_view input);
 
+/// http::RequestParser on a connection's bytes (the first byte picks how the rest is cut into
+/// pieces): the same requests and refusal whole, in pieces and byte by byte; bodies within the
+/// limit and of their Content-Length; only HTTP/1.0 and 1.1; refusals 400/413/431/505 with a
+/// reason; an accepted request written plainly parses to the same request. @throw FuzzFailure.
+void httpRequestTarget(std::string_view input);
+
 /// One target by name, as the corpus directories are named.
 struct Target {
     std::string_view name;
     void (*run)(std::string_view input);
 };
 
-/// review, strip_patch, base32, otpauth.
+/// review, strip_patch, base32, otpauth, http_request.
 std::span<const Target> targets();
 
 }  // namespace twostep::fuzz

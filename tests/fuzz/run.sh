@@ -10,7 +10,7 @@ shift || true
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${TWOSTEP_FUZZ_BUILD:-$root/build/fuzz}
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(review strip_patch base32 otpauth)
+[[ ${#targets[@]} -gt 0 ]] || targets=(review strip_patch base32 otpauth http_request)
 
 flags="-g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined,fuzzer-no-link"
 flags+=" -fno-sanitize-recover=all"
@@ -26,6 +26,7 @@ for target in "${targets[@]}"; do
   mkdir -p "$corpus" "$crashes"
   dict=()
   [[ $target == review || $target == strip_patch ]] && dict=(-dict="$root/tests/fuzz/review.dict")
+  [[ $target == http_request ]] && dict=(-dict="$root/tests/fuzz/http.dict")
   echo "fuzzing $target for ${seconds}s"
   if ! UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=1 \
       "$build/tests/fuzz/fuzz_$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \

@@ -86,7 +86,8 @@ TEST_CASE("ServerConfig::from: defaults, flags, environment", "[config]") {
         CHECK(config.masterKeyFile == "/etc/twostep/master.key");
         CHECK(config.maxBody == 3 * 1024 * 1024);
         CHECK(config.threads == 32);
-        CHECK(config.queue == 64);
+        CHECK(config.eventLoops == 0);  // one per CPU
+        CHECK(config.maxConnections == 10'000);
         CHECK(config.idleTimeout == 60s);
         CHECK(config.readTimeout == 10s);
         CHECK(config.certReloadInterval == 10s);
@@ -111,6 +112,9 @@ TEST_CASE("ServerConfig::from: defaults, flags, environment", "[config]") {
             {"twostep.log-level", "warn"},
             {"twostep.max-body", "1MiB"},
             {"twostep.read-timeout", "1500ms"},
+            {"twostep.threads", "4"},
+            {"twostep.event-loops", "3"},
+            {"twostep.max-connections", "20000"},
             {"twostep.exempt-user[0]", "ci-bot"},
             {"twostep.exempt-user[1]", "admin-*"},
             {"twostep.exempt-group[0]", "ops"},
@@ -129,6 +133,9 @@ TEST_CASE("ServerConfig::from: defaults, flags, environment", "[config]") {
         CHECK(config.logLevel == twostep::http::LogLevel::Warn);
         CHECK(config.maxBody == 1024 * 1024);
         CHECK(config.readTimeout == 1500ms);
+        CHECK(config.threads == 4);
+        CHECK(config.eventLoops == 3);
+        CHECK(config.maxConnections == 20'000);
         // Added to the defaults, which stay.
         const auto& users = config.policy.exemptUsers;
         CHECK(std::find(users.begin(), users.end(), "system:serviceaccount:*") != users.end());
@@ -185,6 +192,10 @@ TEST_CASE("ServerConfig::from: bad values name the flag or variable and the valu
           "invalid --window '-1': must be an integer from 0 to 10");
     CHECK(error({{"system.env.TWOSTEP_THREADS", "lots"}}) ==
           "invalid TWOSTEP_THREADS 'lots': must be an integer from 1 to 1024");
+    CHECK(error({{"twostep.max-connections", "0"}}) ==
+          "invalid --max-connections '0': must be an integer from 1 to 1000000");
+    CHECK(error({{"system.env.TWOSTEP_EVENT_LOOPS", "0"}}) ==
+          "invalid TWOSTEP_EVENT_LOOPS '0': must be an integer from 1 to 256");
     CHECK(error({{"twostep.grant-ttl", "1500ms"}}) ==
           "invalid --grant-ttl '1500ms': must be a whole number of seconds");
     CHECK(error({{"twostep.grant-ttl", "25h"}}) ==

@@ -143,8 +143,8 @@ TEST_CASE("bad flags exit 78 with one line naming the flag and value",
           "--annotation", "--window", "--exempt-user", "--exempt-group", "--no-default-exemptions",
           "--unenrolled", "--grant-ttl", "--grant-max-ttl", "--lockout-failures",
           "--lockout-base", "--lockout-max", "--log-format", "--log-level", "--max-body",
-          "--threads", "--queue",
-          "--idle-timeout", "--read-timeout", "--cert-reload-interval"}) {
+          "--threads", "--event-loops", "--max-connections", "--idle-timeout",
+          "--read-timeout", "--header-timeout", "--cert-reload-interval"}) {
         CHECK_THAT(help.output, Catch::Contains(flag));
     }
 }

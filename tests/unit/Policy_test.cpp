@@ -373,6 +373,48 @@ TEST_CASE("exempt users and groups are allowed without touching the store", "[po
     CHECK(outcome.decision->reason == Reason::InternalError);
 }
 
+TEST_CASE("start() answers what needs no store, finish() the rest, as review() does",
+          "[policy]") {
+    // start() runs on the server's event loops, so everything it answers must leave a store
+    // that refuses every call untouched.
+    ThrowingStore refusing;
+    Sealer sealer(MasterKey::generate());
+    FakeClock clock(T);
+    Reviewer loopSide(refusing, sealer, clock, PolicyConfig{});
+    const auto answered = [&](const std::string& body) -> ReviewOutcome {
+        auto started = loopSide.start(body, Endpoint::Mutate);
+        REQUIRE(std::holds_alternative<ReviewOutcome>(started));
+        return std::get<ReviewOutcome>(std::move(started));
+    };
+    const ReviewOutcome exempt = answered(asUser("0004", "system:serviceaccount:a:b", {}));
+    checkResponse(asUser("0004", "system:serviceaccount:a:b", {}), exempt);
+    CHECK(exempt.decision->reason == Reason::Exempt);
+    CHECK(json::parse(exempt.body).at("response").contains("patch"));  // /mutate strips the code
+    CHECK(answered(readFixture("0006")).decision->reason == Reason::DryRun);
+    CHECK(answered("{").httpStatus == 400);
+    CHECK_FALSE(answered("{").decision);
+
+    // A request that needs the store comes back parsed, untouched by start().
+    auto pending = loopSide.start(readFixture("0004"), Endpoint::Validate);
+    REQUIRE(std::holds_alternative<ReviewRequest>(pending));
+    CHECK(std::get<ReviewRequest>(pending).username == "alice");
+    CHECK(loopSide.finish(std::get<ReviewRequest>(pending), Endpoint::Validate)
+              .decision->reason == Reason::InternalError);  // the refusing store fails closed
+
+    // On a working store finish() decides exactly as review() would.
+    Harness h;
+    h.enroll("alice");
+    auto started = h.reviewer.start(readFixture("0004"), Endpoint::Validate);
+    REQUIRE(std::holds_alternative<ReviewRequest>(started));
+    const ReviewOutcome finished =
+        h.reviewer.finish(std::get<ReviewRequest>(started), Endpoint::Validate);
+    checkResponse(readFixture("0004"), finished);
+    CHECK(finished.decision->reason == Reason::Verified);
+    CHECK(h.reviewer.review(readFixture("0004"), Endpoint::Validate).decision->reason ==
+          Reason::Replayed);
+    CHECK(h.audit().size() == 2);
+}
+
 TEST_CASE("exemption lists come from the configuration", "[policy]") {
     PolicyConfig config;
     config.exemptUsers = {"ci-*-deployer"};
