@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -144,19 +145,31 @@ public:
         return await(which, timeout);
     }
 
-    /// Whether the server closed connection `i` (reads what is pending, without waiting).
-    bool closedByServer(std::size_t i) {
+    /// Whether the server closed connection `i`: reads what is pending, and waits up to `within`
+    /// for the close to arrive (a server closes after its last answer, which may come first).
+    bool closedByServer(std::size_t i, Clock::duration within = Clock::duration::zero()) {
         Connection& c = *connections_.at(i);
-        if (c.state == State::Ready) {
-            char byte = 0;
-            ERR_clear_error();
-            const int got = SSL_read(c.ssl.get(), &byte, 1);
-            const int error = got <= 0 ? SSL_get_error(c.ssl.get(), got) : SSL_ERROR_NONE;
-            if (got > 0 || (error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE)) {
-                c.state = State::Failed;
+        const auto deadline = Clock::now() + within;
+        for (;;) {
+            if (c.state == State::Ready) {
+                char byte = 0;
+                ERR_clear_error();
+                const int got = SSL_read(c.ssl.get(), &byte, 1);
+                const int error = got <= 0 ? SSL_get_error(c.ssl.get(), got) : SSL_ERROR_NONE;
+                if (got > 0 || (error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE)) {
+                    c.state = State::Failed;
+                }
             }
+            const auto left = deadline - Clock::now();
+            if (c.state != State::Ready || left <= Clock::duration::zero()) {
+                return c.state == State::Failed;
+            }
+            pollfd readable{c.fd, POLLIN, 0};
+            ::poll(&readable, 1,
+                   static_cast<int>(
+                       std::chrono::duration_cast<std::chrono::milliseconds>(left).count()) +
+                       1);
         }
-        return c.state == State::Failed;
     }
 
 private:
