@@ -262,7 +262,7 @@ printf '%-22s %5s %8s %7s %7s %7s %8s %6s %7s %7s  %s\n' scenario conns req/s p5
   p99ms p99.9ms srvCPU HWM_MB genCPU answers
 printf '%s\n' "${rows[@]}"
 # Per server core: req/s divided by the share of its core the server used.
-per_core() { awk -v r="${rps_of[$1]}" -v c="${cpu_of[$1]}" 'BEGIN {printf "%.0f", c > 0 ? r / c : 0}'; }
+per_core() { awk -v r="${rps_of[$1]}" -v c="${cpu_of[$1]}" 'BEGIN {printf "%.0f", (c > 0 ? r / c : 0)}'; }
 floor_name="floor (POCO healthz)"
 if [[ -n ${rps_of["$floor_name"]:-} ]]; then
   for name in healthz exempt "exempt (compared)" "healthz (compared)"; do
