@@ -1,12 +1,13 @@
 #include "http/RequestParser.hpp"
 
 #include <Poco/Exception.h>
-#include <Poco/MemoryStream.h>
 
 #include <algorithm>
 #include <array>
 #include <cassert>
 #include <cctype>
+#include <istream>
+#include <streambuf>
 
 #include "core/Hex.hpp"
 
@@ -121,6 +122,28 @@ HeadScan scanHead(std::string_view head) {
     }
     return scan;
 }
+
+/// One std::istream per thread, pointed at each head in turn for POCO's parser: constructing a
+/// stream per request (its ios_base and locale) cost as much as parsing a short head.
+class HeadStream {
+public:
+    std::istream& over(std::string& bytes) {
+        buffer_.point(bytes);
+        stream_.clear();
+        return stream_;
+    }
+
+private:
+    struct Buffer final : std::streambuf {
+        void point(std::string& bytes) {
+            setg(bytes.data(), bytes.data(), bytes.data() + bytes.size());
+        }
+    };
+    Buffer buffer_;
+    std::istream stream_{&buffer_};
+};
+
+thread_local HeadStream headStream;
 
 std::string tooLarge(std::size_t limit) {
     return "request body larger than " + std::to_string(limit) + " bytes";
@@ -248,9 +271,7 @@ bool RequestParser::acceptHead() {
     try {
         // POCO's limits apply: method, URI and version length, 100 fields, 256-byte names and
         // 8 KiB values.
-        Poco::MemoryInputStream in(headBytes_.data(),
-                                   static_cast<std::streamsize>(headBytes_.size()));
-        head_.read(in);
+        head_.read(headStream.over(headBytes_));
     } catch (const Poco::Exception& e) {
         fail(400, "malformed request head: " +
                       lowercaseFirst(e.message().empty() ? e.what() : e.message()));
