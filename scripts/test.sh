@@ -7,21 +7,31 @@ cd "$(dirname "$0")/.."
 asan=1
 [[ ${1:-} == --no-asan ]] && asan=0
 
-scripts/install-deps.sh test
+# phase NAME COMMAND...: runs COMMAND and says how long it took (CI's budget is 30 minutes on
+# 2 cores; these lines show where it goes).
+phase() {
+  local name=$1 start=$SECONDS
+  shift
+  echo "==> $name"
+  "$@"
+  echo "==> $name took $(( SECONDS - start )) s (total $SECONDS s)"
+}
+
+phase "installing what is missing" scripts/install-deps.sh test
 
 # Warnings are errors in this build (preset "ci"); every test runs through ctest. ctest runs
 # next to a throwaway PostgreSQL server (loopback, removed afterwards) for the tests labelled
 # postgres, which fail without it.
-scripts/with-postgres.sh cmake --workflow --preset ci
+phase "ci build and tests" scripts/with-postgres.sh cmake --workflow --preset ci
 
 if (( asan )); then
   # The same suite under AddressSanitizer and UndefinedBehaviorSanitizer.
-  scripts/with-postgres.sh cmake --workflow --preset asan
+  phase "asan build and tests" scripts/with-postgres.sh cmake --workflow --preset asan
 fi
 
 # libFuzzer targets (clang, ASan+UBSan) from their seed corpora, 15 s each; fails on any crash
 # (tests/fuzz/README.md has the longer run).
-tests/fuzz/run.sh "${TWOSTEP_FUZZ_SECONDS:-15}"
+phase "fuzzing" tests/fuzz/run.sh "${TWOSTEP_FUZZ_SECONDS:-15}"
 
 # The end-to-end suite (scripts/e2e.sh): the ci build's webhook behind a real kube-apiserver and
 # etcd, driven with kubectl. No Debian package has kube-apiserver; without the binary the suite
@@ -29,7 +39,7 @@ tests/fuzz/run.sh "${TWOSTEP_FUZZ_SECONDS:-15}"
 # TWOSTEP_E2E=required, and then a missing binary fails the run (scripts/e2e.sh names it).
 kube_apiserver=${KUBE_APISERVER:-../shared/k8s/kube-apiserver}
 if [[ -x $kube_apiserver || ${TWOSTEP_E2E:-} == required ]]; then
-  scripts/e2e.sh
+  phase "end-to-end suite" scripts/e2e.sh
   echo "all tests passed"
 else
   cat >&2 <<EOF
