@@ -221,8 +221,9 @@ public:
     /// `kubectl twostep enroll` (design §3b): begin, or confirm with the first code. The
     /// enrolment's own writes (the pending secret, a new user's confirmation failures, the
     /// completion) are store transactions of their own, outside the group commit: enrolment is
-    /// rare, so batching would buy nothing. Their audit row follows as a change of its own; a
-    /// failure counted on an enrolled user commits with its audit row, as in verify().
+    /// rare, so batching would buy nothing. The completion commits its audit row in its own
+    /// transaction; a failure counted on an enrolled user commits with its audit row, as in
+    /// verify(); the other steps' audit rows follow as changes of their own.
     Decision enroll(bool confirm, Endpoint endpoint) {
         if (endpoint == Endpoint::Validate) {
             // A validating webhook cannot change the review, so the secret (or the recovery
@@ -387,15 +388,19 @@ private:
             hashes.push_back(hashRecoveryCode(recovery));
         }
         const int drift = driftOf(result.step, pending->params.period);
-        if (!store_.completeEnrollment(*pending, result.step, drift, hashes, now_)) {
+        Decision decision =
+            allow(Reason::Enrolled, {"enrolled: two-step verification is active for you"});
+        // The audit row commits with the enrolment: an enrolment is never active unrecorded,
+        // nor recorded and rolled back.
+        if (!store_.completeEnrollment(*pending, result.step, drift, hashes,
+                                       recordOf(request_, decision, now_), now_)) {
             return deny(Reason::NoEnrollment,
                         "the enrollment of user " + name_ +
                             " changed while this code was checked (a newer `kubectl twostep "
                             "enroll`, an uninvite, or a lockout); run `kubectl twostep enroll` "
                             "again");
         }
-        Decision decision =
-            allow(Reason::Enrolled, {"enrolled: two-step verification is active for you"});
+        recorded_ = true;
         std::string answer;
         for (const std::string& recovery : codes) {
             answer += (answer.empty() ? "" : " ") + recovery;

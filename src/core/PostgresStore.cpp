@@ -1097,7 +1097,7 @@ FailureOutcome PostgresStore::recordEnrollmentFailure(std::string_view username,
 bool PostgresStore::completeEnrollment(const PendingEnrollment& pending, std::int64_t step,
                                        int driftSteps,
                                        const std::vector<std::string>& recoveryHashes,
-                                       Seconds now) {
+                                       const AuditEvent& audit, Seconds now) {
     if (hasNul(pending.username)) {
         return false;  // no stored name holds a NUL byte (see text())
     }
@@ -1142,6 +1142,9 @@ bool PostgresStore::completeEnrollment(const PendingEnrollment& pending, std::in
                     username, text(hash), now);
             }
             tx.exec_params0("DELETE FROM invitations WHERE username = $1", username);
+            PostgresRows rows(tx);
+            rows.insertAudit(audit);
+            rows.flush();
             tx.commit();
             return true;
         });

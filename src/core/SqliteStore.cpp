@@ -945,9 +945,8 @@ FailureOutcome SqliteStore::recordEnrollmentFailure(std::string_view username,
 }
 
 bool SqliteStore::completeEnrollment(const PendingEnrollment& pending, std::int64_t step,
-                                     int driftSteps,
-                                     const std::vector<std::string>& recoveryHashes,
-                                     Seconds now) {
+                                     int driftSteps, const std::vector<std::string>& recoveryHashes,
+                                     const AuditEvent& audit, Seconds now) {
     return withConnection(
         Access::Write, "complete the enrolment of user", pending.username,
         [&](SQLite::Database& db) {
@@ -1001,6 +1000,7 @@ bool SqliteStore::completeEnrollment(const PendingEnrollment& pending, std::int6
             SQLite::Statement endInvitation(db, "DELETE FROM invitations WHERE username = ?");
             bindText(endInvitation, 1, pending.username);
             endInvitation.exec();
+            SqliteRows(db).insertAudit(audit);
             transaction.commit();
             return true;
         });

@@ -81,7 +81,8 @@ public:
     FailureOutcome recordEnrollmentFailure(std::string_view username, const LockoutPolicy& policy,
                                            Seconds now) override;
     bool completeEnrollment(const PendingEnrollment& pending, std::int64_t step, int driftSteps,
-                            const std::vector<std::string>& recoveryHashes, Seconds now) override;
+                            const std::vector<std::string>& recoveryHashes, const AuditEvent& audit,
+                            Seconds now) override;
     std::vector<AuditEvent> listAudit(const AuditFilter& filter) override;
     void resealAll(const std::function<std::string(const std::string&, const std::string&)>& reseal,
                    std::string_view newKeyFingerprint) override;

@@ -304,12 +304,13 @@ public:
     virtual FailureOutcome recordEnrollmentFailure(std::string_view username,
                                                    const LockoutPolicy& policy, Seconds now) = 0;
     /// Makes the pending secret the user's, active, with `step` as the last accepted step, the
-    /// drift and these recovery codes (replacing any), and ends the invitation: one transaction.
-    /// Only while the pending enrolment still holds pending.sealedSecret, is open and not locked,
-    /// and the user (if enrolled) is neither disabled nor locked out; false otherwise.
+    /// drift and these recovery codes (replacing any), ends the invitation and appends `audit`:
+    /// one transaction. Only while the pending enrolment still holds pending.sealedSecret, is
+    /// open and not locked, and the user (if enrolled) is neither disabled nor locked out; false
+    /// otherwise, and then nothing is written.
     virtual bool completeEnrollment(const PendingEnrollment& pending, std::int64_t step,
                                     int driftSteps, const std::vector<std::string>& recoveryHashes,
-                                    Seconds now) = 0;
+                                    const AuditEvent& audit, Seconds now) = 0;
 
     /// Appends one audit row (one AuditOnly change through commit()).
     virtual void appendAudit(const AuditEvent& event);

@@ -91,8 +91,8 @@ public:
     }
     bool completeEnrollment(const core::PendingEnrollment& pending, std::int64_t step,
                             int driftSteps, const std::vector<std::string>& recoveryHashes,
-                            core::Seconds now) override {
-        return inner_->completeEnrollment(pending, step, driftSteps, recoveryHashes, now);
+                            const core::AuditEvent& audit, core::Seconds now) override {
+        return inner_->completeEnrollment(pending, step, driftSteps, recoveryHashes, audit, now);
     }
     void appendAudit(const core::AuditEvent& event) override { inner_->appendAudit(event); }
     std::vector<core::AuditEvent> listAudit(const core::AuditFilter& filter) override {

@@ -92,7 +92,7 @@ public:
         refuse();
     }
     bool completeEnrollment(const twostep::core::PendingEnrollment&, std::int64_t, int,
-                            const std::vector<std::string>&, Seconds) override {
+                            const std::vector<std::string>&, const AuditEvent&, Seconds) override {
         refuse();
     }
     void appendAudit(const AuditEvent&) override { refuse(); }

@@ -47,6 +47,19 @@ PendingEnrollment pending(const std::string& user, const std::string& tag, bool 
     return p;
 }
 
+/// The audit row of a completed enrolment, as the policy writes it.
+twostep::core::AuditEvent enrolledEvent(const PendingEnrollment& completed) {
+    twostep::core::AuditEvent event;
+    event.time = T0;
+    event.username = completed.username;
+    event.operation = "CREATE";
+    event.resource = "authorization.k8s.io/v1/selfsubjectaccessreviews";
+    event.decision = "allow";
+    event.reason = "enrolled";
+    event.uid = "uid-" + completed.username;
+    return event;
+}
+
 }  // namespace
 
 STORE_TEST("invitations are opened, replaced, listed and removed", "[store][enroll]") {
@@ -162,10 +175,13 @@ STORE_TEST("completing an enrolment makes a new user active with recovery codes"
         hashes.push_back(twostep::core::hashRecoveryCode(code));
     }
 
-    // A secret that is no longer the pending one (replaced meanwhile) is refused.
-    CHECK_FALSE(store->completeEnrollment(pending("alice", "other", true), 1000, 0, hashes, T0));
+    // A secret that is no longer the pending one (replaced meanwhile) is refused, and leaves no
+    // audit row claiming an enrolment.
+    CHECK_FALSE(store->completeEnrollment(pending("alice", "other", true), 1000, 0, hashes,
+                                          enrolledEvent(begun), T0));
+    CHECK(store->listAudit({}).empty());
 
-    REQUIRE(store->completeEnrollment(begun, 1000, -2, hashes, T0 + 30));
+    REQUIRE(store->completeEnrollment(begun, 1000, -2, hashes, enrolledEvent(begun), T0 + 30));
     const auto alice = store->findUser("alice");
     REQUIRE(alice);
     CHECK(alice->state == UserState::Active);
@@ -176,10 +192,16 @@ STORE_TEST("completing an enrolment makes a new user active with recovery codes"
     CHECK(alice->driftSteps == -2);
     CHECK(alice->recoveryCodesLeft == 3);
     CHECK(alice->createdAt == T0 + 30);
+    // The audit row commits with the enrolment, in its transaction.
+    const auto audit = store->listAudit({});
+    REQUIRE(audit.size() == 1);
+    CHECK(audit[0].username == "alice");
+    CHECK(audit[0].reason == "enrolled");
+    CHECK(audit[0].uid == "uid-alice");
     // The pending secret and the invitation are used up.
     CHECK_FALSE(store->findPendingEnrollment("alice"));
     CHECK_FALSE(store->findInvitation("alice"));
-    CHECK_FALSE(store->completeEnrollment(begun, 1001, 0, hashes, T0 + 31));
+    CHECK_FALSE(store->completeEnrollment(begun, 1001, 0, hashes, enrolledEvent(begun), T0 + 31));
     CHECK(store->consumeRecoveryCode("alice", codes[1], T0 + 40));
 }
 
@@ -198,19 +220,21 @@ STORE_TEST("re-enrolment replaces an enrolled user's secret only when confirmed"
 
     SECTION("a disabled user is not re-enrolled, and the pending secret stays") {
         REQUIRE(store->setState("alice", UserState::Disabled, T0));
-        CHECK_FALSE(store->completeEnrollment(begun, 100, 0, {}, T0 + 1));
+        CHECK_FALSE(store->completeEnrollment(begun, 100, 0, {}, enrolledEvent(begun), T0 + 1));
         CHECK(store->findUser("alice")->sealedSecret == newUser("alice").sealedSecret);
         CHECK(store->findPendingEnrollment("alice"));
+        CHECK(store->listAudit({}).empty());  // rolled back with the rest
     }
     SECTION("a locked-out user is not re-enrolled") {
         const LockoutPolicy policy{1, 60, 60};
         REQUIRE(store->recordFailure("alice", policy, T0).lockedUntil);
-        CHECK_FALSE(store->completeEnrollment(begun, 100, 0, {}, T0 + 1));
+        CHECK_FALSE(store->completeEnrollment(begun, 100, 0, {}, enrolledEvent(begun), T0 + 1));
         CHECK(store->findUser("alice")->state == UserState::Active);
         CHECK(store->findPendingEnrollment("alice"));
     }
     SECTION("confirming starts the user over with the new secret") {
-        REQUIRE(store->completeEnrollment(begun, 100, 1, {"new-hash"}, T0 + 1));
+        REQUIRE(
+            store->completeEnrollment(begun, 100, 1, {"new-hash"}, enrolledEvent(begun), T0 + 1));
         const auto alice = store->findUser("alice");
         CHECK(alice->sealedSecret == begun.sealedSecret);
         CHECK(alice->params == begun.params);
@@ -226,14 +250,15 @@ STORE_TEST("an expired or locked pending enrolment cannot be completed", "[store
     const auto store = backend.open();
     const PendingEnrollment begun = pending("tofu", "a", false, T0 + 100);
     REQUIRE(store->beginEnrollment(begun, T0));
-    CHECK_FALSE(store->completeEnrollment(begun, 1, 0, {}, T0 + 100));
+    CHECK_FALSE(store->completeEnrollment(begun, 1, 0, {}, enrolledEvent(begun), T0 + 100));
     CHECK_FALSE(store->findUser("tofu"));
 
     REQUIRE(store->beginEnrollment(pending("tofu", "b", false, T0 + 1000), T0 + 100));
     const LockoutPolicy policy{1, 60, 60};
     REQUIRE(store->recordEnrollmentFailure("tofu", policy, T0 + 101).lockedUntil);
-    CHECK_FALSE(store->completeEnrollment(pending("tofu", "b", false), 1, 0, {}, T0 + 102));
-    CHECK(store->completeEnrollment(pending("tofu", "b", false), 1, 0, {}, T0 + 161));
+    const PendingEnrollment second = pending("tofu", "b", false);
+    CHECK_FALSE(store->completeEnrollment(second, 1, 0, {}, enrolledEvent(second), T0 + 102));
+    CHECK(store->completeEnrollment(second, 1, 0, {}, enrolledEvent(second), T0 + 161));
     // Expired rows are purged by the next write.
     REQUIRE(store->beginEnrollment(pending("old", "x", false, T0 + 200), T0 + 150));
     REQUIRE(store->beginEnrollment(pending("new", "y", false, T0 + 900), T0 + 200));
@@ -280,7 +305,7 @@ STORE_TEST("threads racing to complete one enrolment: exactly one wins", "[store
         Store& store = t % 2 == 0 ? *first : *second;
         threads.emplace_back([&, t] {
             sync.arrive_and_wait();
-            if (store.completeEnrollment(begun, 10 + t, 0, {}, T0 + 1)) {
+            if (store.completeEnrollment(begun, 10 + t, 0, {}, enrolledEvent(begun), T0 + 1)) {
                 ++winners;
             }
         });
