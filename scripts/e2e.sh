@@ -150,6 +150,7 @@ scenario_grants "${prefix}demo-mutating"
 scenario_namespace_label "${prefix}labels-mutating"
 scenario_self_enrollment "${prefix}demo-mutating"
 scenario_parallel "${prefix}demo-mutating"
+scenario_twostep_down "${prefix}demo-mutating" "${prefix}labels-mutating"
 
 # Round 2: validating (the annotation is kept), on SQLite.
 stop_webhook

@@ -182,6 +182,27 @@ scenario_namespace_label() {
   fi
 }
 
+# twostep stopped with its configurations still registered (failurePolicy Fail): what the
+# default deployment keeps from calling it (exempt identities, namespaces without enforcement,
+# SelfSubjectAccessReviews of other paths) goes on working; an enforced namespace fails closed.
+# $1 is enforced, $2 a namespace whose enforcement label is gone. Leaves the webhook stopped.
+scenario_twostep_down() {
+  local ns=$1 open_ns=$2
+  note "twostep down ($mode, $ns)"
+  stop_webhook
+  user_runs ci kubectl --kubeconfig "ci-$ns.kubeconfig" -n "$ns" label configmap ci-config \
+    release=down --overwrite
+  expect_allowed "twostep down: a service account still changes objects" 'configmap/ci-config labeled'
+  user_runs alice kubectl --kubeconfig alice.kubeconfig -n "$open_ns" create configmap while-down
+  expect_allowed "twostep down: a namespace without enforcement still takes changes" \
+    'configmap/while-down created'
+  user_runs alice kubectl --kubeconfig alice.kubeconfig auth can-i create configmaps -n "$ns"
+  expect_allowed "twostep down: kubectl auth can-i still answers" 'yes'
+  user_runs alice kubectl --kubeconfig alice.kubeconfig -n "$ns" create configmap while-down
+  expect_refused "twostep down: an enforced namespace refuses changes, failing closed" \
+    'failed calling webhook "objects.twostep.dev"'
+}
+
 # load-NN: 64 enrolled users create in parallel, each with a valid code, as 64 kubectl processes
 # and (on the suite's own cluster) as 64 requests sent at once; then 64 kubectl creates by one
 # exempt identity. All must be answered and allowed; the API server's own measure of the webhook
