@@ -25,7 +25,8 @@ phase "installing what is missing" scripts/install-deps.sh test
 phase "ci build and tests" scripts/with-postgres.sh cmake --workflow --preset ci
 
 if (( asan )); then
-  # The same suite under AddressSanitizer and UndefinedBehaviorSanitizer.
+  # The same suite under AddressSanitizer and UndefinedBehaviorSanitizer (the asan test preset
+  # leaves out the offline checks of the Dockerfile and manifests: they run none of our code).
   phase "asan build and tests" scripts/with-postgres.sh cmake --workflow --preset asan
 fi
 
