@@ -721,6 +721,10 @@ Decision Reviewer::decide(const ReviewRequest& request, Endpoint endpoint) const
     if (std::optional<Decision> decision = decideWithoutStore(request)) {
         return std::move(*decision);
     }
+    return decideWithStore(request, endpoint);
+}
+
+Decision Reviewer::decideWithStore(const ReviewRequest& request, Endpoint endpoint) const {
     const Scope scope = scopeOf(request, config_);
     Verification verification(store_, sealer_, config_, request, clock_.now());
     if (scope == Scope::EnrollBegin || scope == Scope::EnrollConfirm) {
@@ -760,7 +764,8 @@ std::variant<ReviewOutcome, ReviewRequest> Reviewer::start(std::string_view body
 
 ReviewOutcome Reviewer::finish(const ReviewRequest& request, Endpoint endpoint) const noexcept {
     try {
-        return respond(request, endpoint);
+        // start() found that this request needs the store: not decided again from the top.
+        return respond(request, endpoint, std::nullopt);
     } catch (...) {
         return failedOutcome(std::current_exception());
     }
@@ -776,7 +781,7 @@ ReviewOutcome Reviewer::respond(const ReviewRequest& request, Endpoint endpoint,
         // change; the routine ones (exempt, not protected, dry run, which decideWithoutStore
         // answers) are not audited (design §3.9; the webhooks declare sideEffects NoneOnDryRun),
         // though they still get a log line.
-        decision = known ? std::move(*known) : decide(request, endpoint);
+        decision = known ? std::move(*known) : decideWithStore(request, endpoint);
         if (endpoint == Endpoint::Mutate && decision.allowed) {
             patch = decision.answer ? buildAnswerPatch(*decision.answer)
                                     : buildStripPatch(request, config_.fields);

@@ -96,9 +96,12 @@ public:
     const PolicyConfig& config() const { return config_; }
 
 private:
-    /// `known`: the decision when decideWithoutStore() already made it.
+    /// decide() for a request decideWithoutStore() did not answer. May throw as decide().
+    Decision decideWithStore(const ReviewRequest& request, Endpoint endpoint) const;
+    /// `known`: the decision decideWithoutStore() made; nullopt when it made none, and then
+    /// decideWithStore() decides.
     ReviewOutcome respond(const ReviewRequest& request, Endpoint endpoint,
-                          std::optional<Decision> known = std::nullopt) const;
+                          std::optional<Decision> known) const;
 
     Store& store_;
     const Sealer& sealer_;
