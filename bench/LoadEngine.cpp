@@ -341,8 +341,12 @@ private:
                 if (rc > 0) {
                     c.written += static_cast<std::size_t>(rc);
                     if (c.written == bytes.size()) {
+                        // The answer cannot be there yet: wait for epoll rather than spend a
+                        // read() that finds nothing, so the generator stays cheaper than the
+                        // server it measures.
                         c.state = State::Reading;
                         watch(c, EPOLLIN);
+                        return;
                     }
                     break;
                 }
@@ -425,8 +429,7 @@ private:
         }
         c.written = 0;
         c.sent = now;
-        c.state = State::Writing;
-        watch(c, EPOLLOUT);
+        c.state = State::Writing;  // written at once; EPOLLOUT only if the socket is full
         return true;
     }
 
