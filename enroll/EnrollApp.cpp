@@ -34,7 +34,8 @@ const std::vector<OptionSpec>& globalOptions() {
          "database: a SQLite file (or sqlite:PATH) or postgresql://...; env TWOSTEP_DB, default "
          "/var/lib/twostep/twostep.db"},
         {"master-key-file", true, "FILE",
-         "the key that seals secrets (mode 0600); env TWOSTEP_MASTER_KEY_FILE, default "
+         "the key that seals secrets (only its owner may read it); env TWOSTEP_MASTER_KEY_FILE, "
+         "default "
          "/etc/twostep/master.key"},
         {"help", false, {}, "show help (also -h, and `twostep-enroll help COMMAND`)"},
         {"version", false, {}, "print the version"},
@@ -165,9 +166,10 @@ const std::vector<Command>& commands() {
         {"rotate-key", "", 0, 0, "re-seal every secret under a new master key",
          "Re-seals every secret under the key in --new-master-key-file, in one transaction, and\n"
          "records its fingerprint. When FILE does not exist a new key is created there (mode\n"
-         "0600); an existing FILE must be a valid key file with mode 0600. If anything fails,\n"
-         "nothing changes and the old key keeps working. Afterwards restart the webhook with\n"
-         "the new key: the old key no longer opens the database.",
+         "0600); an existing FILE must be a valid key file that only its owner may read (0600\n"
+         "or 0400). If anything fails, nothing changes and the old key keeps working.\n"
+         "Afterwards restart the webhook with the new key: the old key no longer opens the\n"
+         "database.",
          {{"new-master-key-file", true, "FILE", "the new key (created when missing)"}},
          cmdRotateKey},
     };

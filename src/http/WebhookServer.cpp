@@ -200,8 +200,8 @@ void WebhookServer::handleHelp(const std::string& /*name*/, const std::string& /
         "TWOSTEP_MASTER_KEY_FILE, TWOSTEP_TLS_CERT); repeatable options take a comma-separated "
         "list there, and flags win over the environment. A repeated option's last value wins, "
         "except for the repeatable lists. Durations: 90s, 15m, 1h, 1h30m, 250ms "
-        "or plain seconds. Exit codes: 0 stopped cleanly, 64 usage error, 78 configuration "
-        "error.");
+        "or plain seconds. Exit codes: 0 stopped cleanly, 64 usage error, 70 a graceful stop "
+        "that outlasted its bound, 78 configuration error.");
     help.setUnixStyle(true);
     help.setWidth(100);
     help.format(std::cout);
