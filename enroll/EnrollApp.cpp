@@ -35,8 +35,7 @@ const std::vector<OptionSpec>& globalOptions() {
          "/var/lib/twostep/twostep.db"},
         {"master-key-file", true, "FILE",
          "the key that seals secrets (only its owner may read it); env TWOSTEP_MASTER_KEY_FILE, "
-         "default "
-         "/etc/twostep/master.key"},
+         "default /etc/twostep/master.key"},
         {"help", false, {}, "show help (also -h, and `twostep-enroll help COMMAND`)"},
         {"version", false, {}, "print the version"},
     };
